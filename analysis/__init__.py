@@ -1,0 +1,1 @@
+"""Analysis commands: checkpoints in, result files and figures out."""
