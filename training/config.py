@@ -1,0 +1,128 @@
+"""``TrainConfig``: one flat, frozen dataclass; argparse flags are generated from its fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.errors import ConfigError
+
+__all__ = [
+    "TrainConfig",
+    "add_config_args",
+    "apply_defaults",
+    "config_from_args",
+    "load_config_file",
+]
+
+
+def _f(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; stored in ``config.json`` and every checkpoint."""
+
+    model: str = _f("digits_snn", "registered model name (see training.models.names())")
+    dataset: str = _f("digits", "digits | cifar10 | cifar100 | cifar10_dvs | npz")
+    data_root: str = _f("data", "dataset folder (for npz: the .npz file)")
+    upsample: int = _f(1, "digits only: nearest-neighbour upsampling factor of the 8x8 images")
+    T: int = _f(4, "number of time steps (static images are repeated T times)")
+    method: str = _f("tet", "training loss: sdt (CE of the mean output) | tet (TET Eq. 13)")
+    tet_lambda: float = _f(0.05, "weight of the MSE term (TET Eq. 13; paper: 0.05 CIFAR, 1e-3 DVS)")
+    tet_phi: float = _f(1.0, "target of the MSE term (TET Eq. 12; paper: V_th = 1)")
+    epochs: int = _f(15, "training epochs")
+    batch_size: int = _f(64, "samples per optimizer step (global, over all processes)")
+    optimizer: str = _f("adam", "adam | sgd")
+    lr: float = _f(5e-3, "peak learning rate, cosine-annealed to 0 (paper code: 1e-3 Adam)")
+    momentum: float = _f(0.9, "SGD momentum (ignored by Adam)")
+    weight_decay: float = _f(0.0, "L2 weight decay")
+    augment: bool = _f(False, "random crop (padding 4) + horizontal flip, on the device")
+    seed: int = _f(0, "seed of initialization, shuffling and augmentation")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    eval_train: bool = _f(True, "evaluate the training split in eval mode every epoch (train_eval_*)")
+    save_every: int = _f(0, "also keep epoch_NNN.pt every N epochs (0: only last.pt)")
+    tau: float = _f(0.5, "LIF leak factor (TET: 0.5)")
+    v_threshold: float = _f(1.0, "LIF firing threshold (TET: 1.0)")
+    surrogate: str = _f("triangle", "surrogate derivative: triangle | sigmoid | arctan")
+    surrogate_alpha: float | None = _f(
+        None, "triangle width gamma (TET: 1) or sigmoid/arctan slope; default per surrogate"
+    )
+    width: float | None = _f(None, "channel-width multiplier for the paper models (1.0: paper)")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.method in ("sdt", "tet"), f"method must be sdt or tet, got {self.method!r}"),
+            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+            (self.T >= 1, f"T must be >= 1, got {self.T}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (0.0 <= self.tet_lambda <= 1.0, f"tet_lambda must be in [0, 1], got {self.tet_lambda}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.upsample >= 1, f"upsample must be >= 1, got {self.upsample}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def _base_type(annotation) -> type:
+    """``float | None`` -> float; ``int`` -> int."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig, exclude=()) -> None:
+    """Add one ``--flag-name`` per dataclass field, with the field's default and help."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} fields")
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = _base_type(hints[f.name])
+        help_text = f.metadata.get("help", "") + " (default: %(default)s)"
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            group.add_argument(flag, type=kind, default=f.default, help=help_text)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a JSON config file (a dict of field values)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of field values")
+    return values
+
+
+def config_from_args(args: argparse.Namespace, cls=TrainConfig):
+    """Build the config from parsed flags (presets and --config files enter as parser defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def apply_defaults(parser: argparse.ArgumentParser, values: dict, cls=TrainConfig) -> None:
+    """Make ``values`` (a preset or a --config file) the parser defaults; explicit flags still win.
+
+    Raises:
+        ConfigError: On a key that is not a field of ``cls``.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {sorted(unknown)}; known: {sorted(known)}")
+    parser.set_defaults(**values)

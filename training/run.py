@@ -1,0 +1,101 @@
+"""Train SDT and TET spiking networks.
+
+With no arguments: the offline default, a small spiking CNN on scikit-learn's handwritten digits,
+trained once with the SDT loss and once with the TET loss (seed 0), under runs/. Each run directory
+holds config.json, metrics.csv and last.pt (plus epoch_NNN.pt with --save-every).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from training.config import TrainConfig, add_config_args, apply_defaults, config_from_args, load_config_file
+from training.errors import DivergenceError, ToolkitError
+from training.trainer import run_status, train
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="JSON file of config fields used as defaults (flags override)")
+    parser.add_argument("--method", nargs="+", choices=("sdt", "tet"), default=["sdt", "tet"],
+                        help="training loss(es), one run each (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds, one run each (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--out", default="runs", help="root of the run directories (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue runs that have a last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start existing runs over")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_args(parser, TrainConfig, exclude=("method", "seed"))
+    return parser
+
+
+def run_name(config: TrainConfig) -> str:
+    """Directory name of a run, e.g. ``digits-digits_snn-T4-tet-seed0``."""
+    return f"{config.dataset}-{config.model}-T{config.T}-{config.method}-seed{config.seed}"
+
+
+def _train_or_skip(config: TrainConfig, run_dir: Path, args) -> Path:
+    status = run_status(run_dir)
+    if status and args.overwrite:
+        for path in run_dir.glob("*.pt"):
+            path.unlink()
+    elif status and status[0] >= status[1] and args.resume:
+        print(f"{run_dir}: complete ({status[0]} epochs), skipped", file=sys.stderr)
+        return run_dir / "last.pt"
+    try:
+        return train(config, run_dir, resume=args.resume, progress=not args.quiet)
+    except DivergenceError as error:
+        status = run_status(run_dir)
+        last = f"{run_dir / 'last.pt'} (epoch {status[0]})" if status else "none (no epoch finished)"
+        raise DivergenceError(f"{run_dir.name}: {error}; last good checkpoint: {last}") from None
+
+
+def _summary_row(config: TrainConfig, run_dir: Path) -> tuple:
+    last = _last_metrics(run_dir)
+    train_acc = last.get("train_eval_acc", last["train_acc"])
+    return (config.method, config.seed, train_acc, last["test_acc"], last["test_l_sdt"], last["test_l_tet"])
+
+
+def _last_metrics(run_dir: Path) -> dict:
+    import pandas as pd
+
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    return {k: v for k, v in frame.iloc[-1].items() if v == v}  # drop NaN (empty) columns
+
+
+def print_table(rows: list[tuple]) -> None:
+    """Summary table on stdout: method, seed, train acc, test acc, test L_SDT, test L_TET."""
+    print(f"{'method':<7}{'seed':>5}{'train acc':>11}{'test acc':>10}{'L_SDT':>9}{'L_TET':>9}")
+    for method, seed, train_acc, test_acc, l_sdt, l_tet in rows:
+        print(f"{method.upper():<7}{seed:>5}{train_acc:>11.4f}{test_acc:>10.4f}{l_sdt:>9.4f}{l_tet:>9.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        known, _ = parser.parse_known_args(argv)
+        if known.config:
+            apply_defaults(parser, load_config_file(known.config))
+        args = parser.parse_args(argv)
+        base = config_from_args(argparse.Namespace(**{**vars(args), "method": "tet", "seed": 0}))
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        rows = []
+        for seed in args.seeds:
+            for method in args.method:
+                config = base.replace(method=method, seed=seed)
+                run_dir = Path(args.out) / run_name(config)
+                _train_or_skip(config, run_dir, args)
+                rows.append(_summary_row(config, run_dir))
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print_table(rows)
+    print(f"runs written under {args.out}/", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
