@@ -27,7 +27,15 @@ from torch import nn
 from training import models
 from training.errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "save", "load", "load_raw", "atomic_write", "clean_state_dict", "provenance"]
+__all__ = [
+    "FORMAT_VERSION",
+    "save",
+    "load",
+    "load_raw",
+    "atomic_write",
+    "clean_state_dict",
+    "provenance",
+]
 
 FORMAT_VERSION = 1
 KIND = "tet-landscape-checkpoint"
@@ -61,7 +69,9 @@ def provenance() -> dict:
 
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -70,12 +80,14 @@ def provenance() -> dict:
     return {
         "git_commit": git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def save(path: str | Path, model: nn.Module, model_name: str, model_kwargs: dict, config: dict, **state) -> None:
+def save(
+    path: str | Path, model: nn.Module, model_name: str, model_kwargs: dict, config: dict, **state
+) -> None:
     """Write a checkpoint atomically.
 
     Args:
@@ -106,9 +118,8 @@ def clean_state_dict(state_dict: dict) -> dict:
     """Strip ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) key prefixes."""
     cleaned = {}
     for key, value in state_dict.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix) :]
+        while key.startswith(("module.", "_orig_mod.")):
+            key = key.split(".", 1)[1]
         cleaned[key.replace("._orig_mod.", ".")] = value
     return cleaned
 
@@ -125,16 +136,26 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{path}: refused to load, it holds non-tensor objects ({reason})") from None
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "GLOBAL" in line.upper() and "load" in line), "")
+        reason = reason.replace("WeightsUnpickler error: ", "").split(" was not an allowed")[0]
+        reason = reason.split(" whose module")[0][:160] or "unsupported content"
+        raise CheckpointError(
+            f"{path}: refused to load, it holds non-tensor objects ({reason})"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        reason = (
+            str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        )
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}"
+        ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in _REQUIRED):
         keys = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(
-            f"{path} is not a tet-landscape checkpoint (found {keys}; expected keys {list(_REQUIRED)}); "
-            "for a state dict saved by the official TET code use training/import_official.py"
+            f"{path} is not a tet-landscape checkpoint (found {keys}; "
+            f"expected keys {list(_REQUIRED)}); "
+            "to convert a state dict saved by the official TET code use training/import_official.py"
         )
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
@@ -156,9 +177,15 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "ch
         if k in state_dict and state_dict[k].shape != v.shape
     ]
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", misshaped),
+    ):
         if keys:
-            problems.append(f"{label} {len(keys)}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+            problems.append(
+                f"{label} {len(keys)}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            )
     if problems:
         raise CheckpointError(f"{source} does not fit the model: {'; '.join(problems)}")
     model.load_state_dict(state_dict)

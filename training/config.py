@@ -46,7 +46,9 @@ class TrainConfig:
     augment: bool = _f(False, "random crop (padding 4) + horizontal flip, on the device")
     seed: int = _f(0, "seed of initialization, shuffling and augmentation")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
-    eval_train: bool = _f(True, "evaluate the training split in eval mode every epoch (train_eval_*)")
+    eval_train: bool = _f(
+        True, "evaluate the training split in eval mode every epoch (train_eval_*)"
+    )
     save_every: int = _f(0, "also keep epoch_NNN.pt every N epochs (0: only last.pt)")
     tau: float = _f(0.5, "LIF leak factor (TET: 0.5)")
     v_threshold: float = _f(1.0, "LIF firing threshold (TET: 1.0)")
@@ -59,7 +61,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.method in ("sdt", "tet"), f"method must be sdt or tet, got {self.method!r}"),
-            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, got {self.optimizer!r}"),
+            (
+                self.optimizer in ("adam", "sgd"),
+                f"optimizer must be adam or sgd, got {self.optimizer!r}",
+            ),
             (self.T >= 1, f"T must be >= 1, got {self.T}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -94,7 +99,9 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig, exclude=()
         kind = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "") + " (default: %(default)s)"
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
         else:
             group.add_argument(flag, type=kind, default=f.default, help=help_text)
 

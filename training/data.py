@@ -169,7 +169,9 @@ def load_npz(path: str | Path) -> Dataset:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"npz dataset not found: {path} (expected arrays x_train, y_train, x_test, y_test)")
+        raise DataError(
+            f"npz dataset not found: {path} (expected arrays x_train, y_train, x_test, y_test)"
+        )
     with np.load(path, allow_pickle=False) as arrays:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
         if missing:
@@ -206,7 +208,9 @@ def load_dataset(name: str, data_root: str | Path = "data", upsample: int = 1) -
 
 def dataset_for(config: dict) -> Dataset:
     """The dataset a training config (or a checkpoint's config) was trained on."""
-    return load_dataset(config["dataset"], config.get("data_root", "data"), config.get("upsample", 1))
+    return load_dataset(
+        config["dataset"], config.get("data_root", "data"), config.get("upsample", 1)
+    )
 
 
 def random_crop_flip(x: Tensor, padding: int, pad_value: tuple[float, ...], generator) -> Tensor:

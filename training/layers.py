@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from training.neurons import LIF
 
-__all__ = ["SeqToANN", "conv_bn", "SpikingModel"]
+__all__ = ["SeqToANN", "conv_bn", "SpikingModel", "scaled_channels", "neuron_options"]
 
 
 class SeqToANN(nn.Sequential):
@@ -63,8 +63,26 @@ class SpikingModel(nn.Module):
         if x.ndim == 4:
             x = x.unsqueeze(0).expand(T or self.T, *x.shape)  # [T, B, C, H, W]
         elif x.ndim != 5:
-            raise ValueError(f"expected input [B, C, H, W] or [T, B, C, H, W], got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected input [B, C, H, W] or [T, B, C, H, W], got {tuple(x.shape)}"
+            )
         return self.forward_sequence(x)
 
     def forward_sequence(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+def scaled_channels(channels: int, width: float) -> int:
+    """Channel count ``round(channels * width)``, at least 1.
+
+    Raises:
+        ValueError: If ``width`` is not positive.
+    """
+    if not width > 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    return max(1, round(channels * width))
+
+
+def neuron_options(tau: float, v_threshold: float, surrogate: str, alpha: float | None) -> dict:
+    """The ``LIF`` keyword arguments a factory passes to its model."""
+    return {"tau": tau, "v_threshold": v_threshold, "surrogate": surrogate, "alpha": alpha}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -87,7 +86,9 @@ LOSSES: dict[str, Callable[..., Tensor]] = {"sdt": sdt_loss, "tet": tet_loss}
 """method name -> loss; TET takes the extra keyword arguments ``lamb`` and ``phi``."""
 
 
-def get_loss(method: str, lamb: float = 0.05, phi: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
+def get_loss(
+    method: str, lamb: float = 0.05, phi: float = 1.0
+) -> Callable[[Tensor, Tensor], Tensor]:
     """The training loss of a method as ``loss(outputs [T, B, C], labels [B]) -> scalar``.
 
     Raises:

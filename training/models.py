@@ -11,7 +11,7 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from training.layers import SeqToANN, SpikingModel, conv_bn
+from training.layers import SeqToANN, SpikingModel, conv_bn, neuron_options
 
 __all__ = ["register", "build", "names", "model_options", "SpikingCNN", "SpikingMLP"]
 
@@ -114,10 +114,6 @@ class SpikingMLP(SpikingModel):
         return self.layers(x)
 
 
-def _neuron(tau, v_threshold, surrogate, alpha) -> dict:
-    return {"tau": tau, "v_threshold": v_threshold, "surrogate": surrogate, "alpha": alpha}
-
-
 @register("digits_snn")
 def digits_snn(
     num_classes: int = 10,
@@ -131,7 +127,7 @@ def digits_snn(
     alpha: float | None = None,
 ) -> SpikingCNN:
     """The offline default: a two-block spiking CNN for 8x8 digits (or upsampled digits)."""
-    neuron = _neuron(tau, v_threshold, surrogate, alpha)
+    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return SpikingCNN(in_channels, num_classes, image_size, tuple(channels), T, neuron)
 
 
@@ -148,6 +144,9 @@ def spiking_mlp(
     alpha: float | None = None,
 ) -> SpikingMLP:
     """A spiking MLP on flattened images; small enough for dense Hessians in tests."""
-    neuron = _neuron(tau, v_threshold, surrogate, alpha)
+    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     in_features = in_channels * image_size * image_size
     return SpikingMLP(in_features, num_classes, tuple(hidden), T, neuron)
+
+
+from training import resnet, vgg  # noqa: E402,F401  registers the paper models

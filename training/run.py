@@ -13,18 +13,31 @@ from pathlib import Path
 
 import torch
 
-from training.config import TrainConfig, add_config_args, apply_defaults, config_from_args, load_config_file
+from training.config import (
+    TrainConfig,
+    add_config_args,
+    apply_defaults,
+    config_from_args,
+    load_config_file,
+)
 from training.errors import DivergenceError, ToolkitError
-from training.trainer import run_status, train
+from training.trainer import check_config, run_status, train
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON file of config fields used as defaults (flags override)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", help="JSON file of config fields used as defaults (flags override)"
+    )
     parser.add_argument("--method", nargs="+", choices=("sdt", "tet"), default=["sdt", "tet"],
                         help="training loss(es), one run each (default: %(default)s)")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="seeds, one run each (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--out", default="runs", help="root of the run directories (default: %(default)s)")
+    parser.add_argument(
+        "--out", default="runs", help="root of the run directories (default: %(default)s)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue runs that have a last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start existing runs over")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -49,14 +62,23 @@ def _train_or_skip(config: TrainConfig, run_dir: Path, args) -> Path:
         return train(config, run_dir, resume=args.resume, progress=not args.quiet)
     except DivergenceError as error:
         status = run_status(run_dir)
-        last = f"{run_dir / 'last.pt'} (epoch {status[0]})" if status else "none (no epoch finished)"
+        last = (
+            f"{run_dir / 'last.pt'} (epoch {status[0]})" if status else "none (no epoch finished)"
+        )
         raise DivergenceError(f"{run_dir.name}: {error}; last good checkpoint: {last}") from None
 
 
 def _summary_row(config: TrainConfig, run_dir: Path) -> tuple:
     last = _last_metrics(run_dir)
     train_acc = last.get("train_eval_acc", last["train_acc"])
-    return (config.method, config.seed, train_acc, last["test_acc"], last["test_l_sdt"], last["test_l_tet"])
+    return (
+        config.method,
+        config.seed,
+        train_acc,
+        last["test_acc"],
+        last["test_l_sdt"],
+        last["test_l_tet"],
+    )
 
 
 def _last_metrics(run_dir: Path) -> dict:
@@ -70,7 +92,8 @@ def print_table(rows: list[tuple]) -> None:
     """Summary table on stdout: method, seed, train acc, test acc, test L_SDT, test L_TET."""
     print(f"{'method':<7}{'seed':>5}{'train acc':>11}{'test acc':>10}{'L_SDT':>9}{'L_TET':>9}")
     for method, seed, train_acc, test_acc, l_sdt, l_tet in rows:
-        print(f"{method.upper():<7}{seed:>5}{train_acc:>11.4f}{test_acc:>10.4f}{l_sdt:>9.4f}{l_tet:>9.4f}")
+        numbers = f"{train_acc:>11.4f}{test_acc:>10.4f}{l_sdt:>9.4f}{l_tet:>9.4f}"
+        print(f"{method.upper():<7}{seed:>5}{numbers}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         base = config_from_args(argparse.Namespace(**{**vars(args), "method": "tet", "seed": 0}))
         torch.use_deterministic_algorithms(True, warn_only=True)
+        check_config(base)
         rows = []
         for seed in args.seeds:
             for method in args.method:

@@ -30,6 +30,7 @@ from training.losses import get_loss, loss_terms
 from training.neurons import LIF
 
 __all__ = [
+    "check_config",
     "resolve_device",
     "model_kwargs_for",
     "build_optimizer",
@@ -56,6 +57,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_config(config: TrainConfig) -> None:
+    """Fail fast, before any data is read, on a model or option that cannot be built.
+
+    Raises:
+        ConfigError: Naming the bad value and the valid choices.
+    """
+    if config.model not in models.names():
+        raise ConfigError(
+            f"unknown model {config.model!r}; known models: {', '.join(models.names())}"
+        )
+    if config.width is not None and "width" not in models.model_options(config.model):
+        raise ConfigError(f"model {config.model!r} has no width option")
+    resolve_device(config.device)
+
+
 def model_kwargs_for(config: TrainConfig, dataset: Dataset) -> dict:
     """Build options of the config's model for this dataset (only those the model takes)."""
     shape = dataset.input_shape  # (C, H, W) or (T, C, H, W)
@@ -71,18 +87,21 @@ def model_kwargs_for(config: TrainConfig, dataset: Dataset) -> dict:
         "width": config.width,
     }
     accepted = models.model_options(config.model)
-    if config.width is not None and "width" not in accepted:
-        raise ConfigError(f"model {config.model!r} has no width option")
     return {k: v for k, v in candidates.items() if k in accepted and v is not None}
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig):
     """Adam or SGD with a cosine schedule to 0 over the epochs, stepped once per epoch."""
     if config.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.Adam(
+            model.parameters(), config.lr, weight_decay=config.weight_decay
+        )
     else:
         optimizer = torch.optim.SGD(
-            model.parameters(), config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            model.parameters(),
+            config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
         )
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
 
@@ -145,7 +164,9 @@ def train_one_epoch(
         outputs = model(x)  # [T, B, C]
         loss = loss_fn(outputs, y)
         if not torch.isfinite(loss):
-            raise DivergenceError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}")
+            raise DivergenceError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -182,7 +203,11 @@ def evaluate(model: nn.Module, loader: TensorLoader, lamb: float, phi: float) ->
 
 
 def _prefixed(prefix: str, values: dict) -> dict:
-    return {f"{prefix}_{key}": value for key, value in values.items() if key != "firing_rate" or prefix == "test"}
+    return {
+        f"{prefix}_{key}": value
+        for key, value in values.items()
+        if key != "firing_rate" or prefix == "test"
+    }
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -214,7 +239,9 @@ def _resume_state(run_dir: Path, config: dict, model, optimizer, scheduler) -> t
     return raw["epoch"], list(raw["history"])
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+def train(
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
     """Train a model; returns the path of ``last.pt``.
 
     Args:
@@ -228,6 +255,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         ConfigError, DataError, CheckpointError: On bad input.
     """
     run_dir = Path(run_dir)
+    check_config(config)
     device = resolve_device(config.device)
     dataset = dataset_for(dataclasses.asdict(config))
     kwargs = model_kwargs_for(config, dataset)
@@ -270,12 +298,16 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, progre
         row = train_one_epoch(model, train_loader, loss_fn, optimizer, epoch, config.tet_lambda,
                               config.tet_phi, augment, progress)  # fmt: skip
         scheduler.step()
-        row.update(_prefixed("test", evaluate(model, test_loader, config.tet_lambda, config.tet_phi)))
+        row.update(
+            _prefixed("test", evaluate(model, test_loader, config.tet_lambda, config.tet_phi))
+        )
         if config.eval_train:
             train_eval = evaluate(model, train_eval_loader, config.tet_lambda, config.tet_phi)
             row.update(_prefixed("train_eval", train_eval))
         row["firing_rate"] = row.pop("test_firing_rate")
-        history.append({"epoch": epoch + 1, "lr": lr, **row, "seconds": time.perf_counter() - began})
+        history.append(
+            {"epoch": epoch + 1, "lr": lr, **row, "seconds": time.perf_counter() - began}
+        )
         save(run_dir / "last.pt", epoch + 1)
         if config.save_every and (epoch + 1) % config.save_every == 0:
             save(run_dir / f"epoch_{epoch + 1:03d}.pt", epoch + 1)

@@ -1,0 +1,28 @@
+# Two entry points (README quickstart): `make demo` runs the main job, `make test` the tests.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+RUNS ?= runs
+
+.PHONY: install install-test demo test lint clean
+
+install:
+	$(PIP) install -q -e .
+
+# spikingjelly is only a test oracle; its requirements pull torchvision, which does not import
+# beside a CPU-only torch, so it is installed without dependencies (it needs loguru, in [test]).
+install-test: install
+	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-deps spikingjelly==2.0.0
+
+demo: install
+	$(PYTHON) training/run.py --seeds 0 1 2 --out $(RUNS) --resume
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m black --check -l 100 training landscape analysis tests benchmarks
+	$(PYTHON) -m flake8 training landscape analysis tests benchmarks
+
+clean:
+	rm -rf $(RUNS) .pytest_cache

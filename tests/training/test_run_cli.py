@@ -1,0 +1,167 @@
+"""The training CLI end to end: outputs, resume after SIGKILL, divergence and bad input."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import REPO
+from training import checkpoint, trainer
+from training.run import main
+
+RUN = [sys.executable, str(REPO / "training" / "run.py")]
+FAST = ["--epochs", "2", "--quiet", "--no-eval-train"]
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)["model"]["state_dict"]
+
+
+def test_default_cli_trains_sdt_and_tet_and_prints_table(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--save-every", "1", *FAST]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["method", "seed", "train", "acc", "test", "acc", "L_SDT", "L_TET"]
+    assert [line.split()[0] for line in table[1:]] == ["SDT", "TET"]
+    run = tmp_path / "digits-digits_snn-T4-tet-seed0"
+    expected = {
+        "config.json",
+        "metrics.csv",
+        "last.pt",
+        "epoch_000.pt",
+        "epoch_001.pt",
+        "epoch_002.pt",
+    }
+    assert {p.name for p in run.iterdir()} >= expected
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.epoch) == [1, 2]
+    assert {"test_l_sdt", "test_l_tet", "firing_rate", "train_acc"} <= set(metrics.columns)
+    model, config = checkpoint.load(run / "last.pt")
+    for key in (
+        "model",
+        "dataset",
+        "input_shape",
+        "num_classes",
+        "T",
+        "method",
+        "tet_lambda",
+        "tet_phi",
+        "seed",
+    ):
+        assert key in config
+    assert config["method"] == "tet" and config["input_shape"] == [1, 8, 8]
+    assert json.loads((run / "config.json").read_text()) == config
+
+
+def test_training_is_deterministic_and_seeds_differ(tmp_path):
+    args = ["--method", "sdt", *FAST, "--epochs", "1"]
+    main(["--out", str(tmp_path / "a"), "--seeds", "0", "1", *args])
+    main(["--out", str(tmp_path / "b"), "--seeds", "0", *args])
+    a0, a1, b0 = (_state(tmp_path / d / f"digits-digits_snn-T4-sdt-seed{s}" / "last.pt")
+                  for d, s in (("a", 0), ("a", 1), ("b", 0)))  # fmt: skip
+    assert all(torch.equal(a0[k], b0[k]) for k in a0)
+    assert not torch.equal(a0["classifier.1.weight"], a1["classifier.1.weight"])
+
+
+def test_config_file_sets_defaults_and_flags_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"T": 2, "epochs": 1, "tet_lambda": 0.2}))
+    assert (
+        main(
+            ["--config", str(cfg), "--T", "3", "--method", "tet", "--out", str(tmp_path), "--quiet"]
+        )
+        == 0
+    )
+    config = json.loads((tmp_path / "digits-digits_snn-T3-tet-seed0" / "config.json").read_text())
+    assert config["T"] == 3 and config["tet_lambda"] == 0.2 and config["epochs"] == 1
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    args = ["--method", "tet", "--epochs", "6", "--quiet", "--save-every", "2"]
+    reference = subprocess.run([*RUN, *args, "--out", str(tmp_path / "ref")], capture_output=True)
+    assert reference.returncode == 0, reference.stderr
+    run = tmp_path / "killed" / "digits-digits_snn-T4-tet-seed0"
+    process = subprocess.Popen([*RUN, *args, "--out", str(tmp_path / "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "epoch_002.pt").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere inside epoch 3 or its checkpoint write
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert trainer.run_status(run)[0] < 6, "the run finished before it was killed"
+    resumed = subprocess.run(
+        [*RUN, *args, "--out", str(tmp_path / "killed"), "--resume"], capture_output=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    expected = _state(tmp_path / "ref" / run.name / "last.pt")
+    actual = _state(run / "last.pt")
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    assert (tmp_path / "ref" / run.name / "metrics.csv").read_text().count("\n") == 7
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
+    args = ["--method", "sdt", "--out", str(tmp_path), *FAST, "--epochs", "1"]
+    assert main(args) == 0
+    assert main(args) == 1
+    assert "already holds a run; pass --resume or --overwrite" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0
+    assert "complete (1 epochs), skipped" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = trainer.get_loss
+
+    def poisoned(method, lamb, phi):
+        loss, calls = real(method, lamb, phi), [0]
+
+        def wrapped(outputs, labels):
+            calls[0] += 1
+            value = loss(outputs, labels)
+            return value * float("nan") if calls[0] == 30 else value  # inside epoch 2
+
+        return wrapped
+
+    monkeypatch.setattr(trainer, "get_loss", poisoned)
+    assert main(["--method", "tet", "--out", str(tmp_path), "--quiet", "--epochs", "3"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss became nan at epoch 2, step 8" in err[0]
+    assert "last good checkpoint:" in err[0] and "(epoch 1)" in err[0]
+    assert trainer.run_status(tmp_path / "digits-digits_snn-T4-tet-seed0") == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "resnet1000"], "unknown model 'resnet1000'; known models:"),
+        (["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"],
+         "CIFAR-10 files missing under nowhere/cifar-10-batches-py"),
+        (["--config", "missing.json"], "cannot read config file missing.json"),
+        (["--T", "0"], "T must be >= 1"),
+        (["--method", "tet", "--width", "0.5"], "has no width option"),
+    ],
+)  # fmt: skip
+def test_bad_input_gives_one_line_and_exit_1(tmp_path, argv, message):
+    command = [*RUN, *argv, "--out", str(tmp_path), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not list(tmp_path.rglob("last.pt"))
+
+
+def test_help_lists_flags_with_defaults():
+    result = subprocess.run([*RUN, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert (
+        "--tet-lambda" in result.stdout
+        and "(default: 0.05)" in result.stdout
+        and "--seeds" in result.stdout
+    )
