@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything that defines a training run; stored in ``config.json`` and every checkpoint."""
 
     model: str = _f("digits_snn", "registered model name (see training.models.names())")
-    dataset: str = _f("digits", "digits | cifar10 | cifar100 | cifar10_dvs | npz")
+    dataset: str = _f("digits", "digits | cifar10 | cifar100 | cifar10_dvs | imagenet | npz")
     data_root: str = _f("data", "dataset folder (for npz: the .npz file)")
     upsample: int = _f(1, "digits only: nearest-neighbour upsampling factor of the 8x8 images")
     T: int = _f(4, "number of time steps (static images are repeated T times)")
@@ -50,6 +50,12 @@ class TrainConfig:
         True, "evaluate the training split in eval mode every epoch (train_eval_*)"
     )
     save_every: int = _f(0, "also keep epoch_NNN.pt every N epochs (0: only last.pt)")
+    switch_to_tet_at: int = _f(0, "optimize L_SDT until this epoch, then L_TET (Fig. 3; 0: off)")
+    init_from: str = _f("", "start from this checkpoint's weights (TIT: trained at a smaller T)")
+    amp: bool = _f(False, "bf16 autocast for forward passes (GPU)")
+    channels_last: bool = _f(False, "channels-last memory format for convolutions")
+    compile: bool = _f(False, "torch.compile the training forward (analyses always use eager)")
+    steps_per_epoch: int = _f(0, "stop each epoch after this many steps (0: all; smoke tests)")
     tau: float = _f(0.5, "LIF leak factor (TET: 0.5)")
     v_threshold: float = _f(1.0, "LIF firing threshold (TET: 1.0)")
     surrogate: str = _f("triangle", "surrogate derivative: triangle | sigmoid | arctan")
@@ -71,6 +77,11 @@ class TrainConfig:
             (0.0 <= self.tet_lambda <= 1.0, f"tet_lambda must be in [0, 1], got {self.tet_lambda}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.upsample >= 1, f"upsample must be >= 1, got {self.upsample}"),
+            (self.switch_to_tet_at >= 0, "switch_to_tet_at must be >= 0"),
+            (
+                not self.switch_to_tet_at or self.method == "sdt",
+                "switch_to_tet_at needs method sdt",
+            ),
         ]
         for ok, message in checks:
             if not ok:

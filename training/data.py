@@ -184,11 +184,19 @@ def load_npz(path: str | Path) -> Dataset:
     return Dataset(path.stem, x_train, y_train, x_test, y_test, num_classes, (0.0,))
 
 
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10_dvs", "npz")
+DATASETS = ("digits", "cifar10", "cifar100", "cifar10_dvs", "npz", "imagenet")
 
 
-def load_dataset(name: str, data_root: str | Path = "data", upsample: int = 1) -> Dataset:
+def load_dataset(
+    name: str, data_root: str | Path = "data", upsample: int = 1, frames: int = 10
+) -> Dataset:
     """Load a dataset by name (``DATASETS``); ``npz`` reads ``data_root`` as the file path.
+
+    Args:
+        name: One of ``DATASETS``.
+        data_root: Dataset folder (``npz``: the file).
+        upsample: Digits only: nearest-neighbour upsampling factor.
+        frames: CIFAR10-DVS only: number of event frames T per sample.
 
     Raises:
         DataError: On an unknown name or missing files.
@@ -200,17 +208,28 @@ def load_dataset(name: str, data_root: str | Path = "data", upsample: int = 1) -
     if name == "npz":
         return load_npz(data_root)
     if name == "cifar10_dvs":
-        from training.dvs import load_cifar10_dvs_dataset
-
-        return load_cifar10_dvs_dataset(data_root)
+        return _load_dvs(data_root, frames)
+    if name == "imagenet":
+        raise DataError(
+            "imagenet is streamed from disk, not held as tensors; see training.imagenet"
+        )
     raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+
+
+def _load_dvs(root: str | Path, frames: int) -> Dataset:
+    from training.dvs import load_cifar10_dvs
+
+    try:
+        x_train, y_train, x_test, y_test = load_cifar10_dvs(root, T=frames)
+    except (FileNotFoundError, ValueError) as error:
+        raise DataError(str(error)) from None
+    return Dataset("cifar10_dvs", x_train, y_train, x_test, y_test, 10, (0.0,))
 
 
 def dataset_for(config: dict) -> Dataset:
     """The dataset a training config (or a checkpoint's config) was trained on."""
-    return load_dataset(
-        config["dataset"], config.get("data_root", "data"), config.get("upsample", 1)
-    )
+    root, upsample = config.get("data_root", "data"), config.get("upsample", 1)
+    return load_dataset(config["dataset"], root, upsample, frames=config.get("T", 10))
 
 
 def random_crop_flip(x: Tensor, padding: int, pad_value: tuple[float, ...], generator) -> Tensor:
@@ -258,6 +277,12 @@ class TensorLoader:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+
+    is_sharded = False  # yields global batches; the trainer takes each rank's shard
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
 
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)

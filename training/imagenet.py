@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "imagenet_datasets", "imagenet_loaders"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "imagenet_datasets",
+    "imagenet_loaders",
+    "ImageNetLoader",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,3 +116,57 @@ def imagenet_loaders(
     train_loader = DataLoader(train, shuffle=True, generator=generator, **common)
     val_loader = DataLoader(val, shuffle=False, **common)
     return train_loader, val_loader
+
+
+class ImageNetLoader:
+    """Batches from a torchvision dataset with the interface of ``training.data.TensorLoader``.
+
+    Every rank draws the same global permutation (seeded by ``(seed, epoch)``) and loads only its
+    contiguous shard of each global batch, so no sample is decoded twice; evaluation loaders take
+    a disjoint, unpadded shard of the whole set.
+
+    Args:
+        dataset: A map-style dataset of ``(image [3, H, W], label)``.
+        batch_size: Global batch size.
+        device: Where batches are moved.
+        shuffle: Training order (else sequential, sharded by rank).
+        seed: Base seed of the per-epoch permutation.
+        rank: This process's rank.
+        world: Number of processes.
+        num_workers: Decoding processes.
+    """
+
+    is_sharded = True
+
+    def __init__(self, dataset, batch_size: int, device: torch.device, shuffle: bool = False,
+                 seed: int = 0, rank: int = 0, world: int = 1, num_workers: int = 8):  # fmt: skip
+        self.dataset, self.batch_size, self.device = dataset, batch_size, device
+        self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
+        self.num_workers = num_workers
+
+    def _part(self, n: int) -> slice:
+        return slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        if not self.shuffle:
+            n = len(range(n)[self._part(n)])
+        return -(-n // self.batch_size)
+
+    def generator(self, epoch: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+    def batches(self, epoch: int = 0, generator: torch.Generator | None = None):
+        """Yield ``(x [B_local, 3, H, W], y [B_local])`` on the device."""
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=generator or self.generator(epoch)).tolist()
+            globals_ = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            index = [batch[self._part(len(batch))] for batch in globals_]
+        else:
+            mine = list(range(n))[self._part(n)]
+            index = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        loader = DataLoader(self.dataset, batch_sampler=index, num_workers=self.num_workers,
+                            pin_memory=self.device.type == "cuda")  # fmt: skip
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

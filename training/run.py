@@ -21,6 +21,7 @@ from training.config import (
     load_config_file,
 )
 from training.errors import DivergenceError, ToolkitError
+from training.presets import get_preset, preset_table
 from training.trainer import check_config, run_status, train
 
 
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--preset", help="a paper experiment (see --list-presets); flags override it"
+    )
+    parser.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     parser.add_argument(
         "--config", help="JSON file of config fields used as defaults (flags override)"
     )
@@ -47,7 +52,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_name(config: TrainConfig) -> str:
     """Directory name of a run, e.g. ``digits-digits_snn-T4-tet-seed0``."""
-    return f"{config.dataset}-{config.model}-T{config.T}-{config.method}-seed{config.seed}"
+    name = f"{config.dataset}-{config.model}-T{config.T}-{config.method}"
+    if config.switch_to_tet_at:
+        name += f"-switch{config.switch_to_tet_at}"
+    if config.init_from:
+        name += "-init"
+    return f"{name}-seed{config.seed}"
+
+
+def _defaults(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Apply --preset and --config as parser defaults; returns the first-pass arguments."""
+    known, _ = parser.parse_known_args(argv)
+    values, preset = {}, get_preset(known.preset) if known.preset else None
+    if preset:
+        values.update(preset.values)
+    if known.config:
+        values.update(load_config_file(known.config))
+    if "method" in values:
+        parser.set_defaults(method=[values.pop("method")])
+    apply_defaults(parser, values)
+    known.required = preset.requires if preset else ()
+    return known
 
 
 def _train_or_skip(config: TrainConfig, run_dir: Path, args) -> Path:
@@ -99,11 +124,17 @@ def print_table(rows: list[tuple]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        known, _ = parser.parse_known_args(argv)
-        if known.config:
-            apply_defaults(parser, load_config_file(known.config))
+        known = _defaults(parser, argv)
+        if known.list_presets:
+            print(preset_table())
+            return 0
         args = parser.parse_args(argv)
-        base = config_from_args(argparse.Namespace(**{**vars(args), "method": "tet", "seed": 0}))
+        for name in known.required:
+            if not getattr(args, name):
+                parser.error(f"preset {args.preset} needs --{name.replace('_', '-')}")
+        base = config_from_args(
+            argparse.Namespace(**{**vars(args), "method": args.method[0], "seed": args.seeds[0]})
+        )
         torch.use_deterministic_algorithms(True, warn_only=True)
         check_config(base)
         rows = []

@@ -5,6 +5,7 @@ whichever is optimized), ``last.pt`` and, with ``save_every``, ``epoch_NNN.pt`` 
 (``epoch_000.pt`` is the initialization). Every epoch's randomness comes from a generator seeded
 by ``(seed, epoch)`` and the checkpoint is written at the end of each epoch, so a run killed at
 any moment and resumed ends with weights bit-identical to an uninterrupted run on CPU.
+Under ``torchrun`` the same command trains with DistributedDataParallel (see distributed.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from tqdm import tqdm
 
 from training import checkpoint, models
 from training.config import TrainConfig
-from training.data import Dataset, TensorLoader, dataset_for, random_crop_flip
-from training.errors import CheckpointError, ConfigError, DivergenceError
+from training.data import TensorLoader, dataset_for, random_crop_flip
+from training.distributed import Distributed, init_distributed
+from training.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from training.losses import get_loss, loss_terms
 from training.neurons import LIF
 
@@ -34,6 +36,7 @@ __all__ = [
     "resolve_device",
     "model_kwargs_for",
     "build_optimizer",
+    "method_at",
     "spike_counter",
     "train_one_epoch",
     "evaluate",
@@ -42,7 +45,7 @@ __all__ = [
 ]
 
 METRICS = [
-    "epoch", "lr", "train_loss", "train_acc", "train_l_sdt", "train_l_tet",
+    "epoch", "method", "lr", "train_loss", "train_acc", "train_l_sdt", "train_l_tet",
     "train_eval_acc", "train_eval_l_sdt", "train_eval_l_tet",
     "test_acc", "test_l_sdt", "test_l_tet", "firing_rate", "seconds",
 ]  # fmt: skip
@@ -69,16 +72,17 @@ def check_config(config: TrainConfig) -> None:
         )
     if config.width is not None and "width" not in models.model_options(config.model):
         raise ConfigError(f"model {config.model!r} has no width option")
+    if config.init_from and not Path(config.init_from).is_file():
+        raise ConfigError(f"--init-from checkpoint not found: {config.init_from}")
     resolve_device(config.device)
 
 
-def model_kwargs_for(config: TrainConfig, dataset: Dataset) -> dict:
-    """Build options of the config's model for this dataset (only those the model takes)."""
-    shape = dataset.input_shape  # (C, H, W) or (T, C, H, W)
+def model_kwargs_for(config: TrainConfig, input_shape: tuple, num_classes: int) -> dict:
+    """Build options of the config's model for this data (only those the model takes)."""
     candidates = {
-        "num_classes": dataset.num_classes,
-        "in_channels": shape[-3],
-        "image_size": shape[-1],
+        "num_classes": num_classes,
+        "in_channels": input_shape[-3],  # (C, H, W) or (T, C, H, W)
+        "image_size": input_shape[-1],
         "T": config.T,
         "tau": config.tau,
         "v_threshold": config.v_threshold,
@@ -106,6 +110,13 @@ def build_optimizer(model: nn.Module, config: TrainConfig):
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
 
 
+def method_at(config: TrainConfig, epoch: int) -> str:
+    """The loss optimized in (0-based) ``epoch``: SDT before ``switch_to_tet_at``, then TET."""
+    if config.switch_to_tet_at and epoch >= config.switch_to_tet_at:
+        return "tet"
+    return config.method
+
+
 @contextlib.contextmanager
 def spike_counter(model: nn.Module) -> Iterator[dict[str, list[float]]]:
     """Count spikes of every LIF layer during the forwards inside the block.
@@ -131,9 +142,9 @@ def spike_counter(model: nn.Module) -> Iterator[dict[str, list[float]]]:
             handle.remove()
 
 
-def _mean_rate(counts: dict[str, list[float]]) -> float:
-    spikes, total = (sum(c[i] for c in counts.values()) for i in (0, 1))
-    return spikes / total if total else float("nan")
+def _shard(x: Tensor, dist: Distributed, batch_dim: int) -> Tensor:
+    part = dist.shard(x.shape[batch_dim])
+    return x[part] if batch_dim == 0 else x[:, part]
 
 
 def train_one_epoch(
@@ -146,67 +157,90 @@ def train_one_epoch(
     phi: float,
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     progress: bool = True,
+    dist: Distributed = Distributed(),
+    max_steps: int = 0,
+    amp: bool = False,
 ) -> dict[str, float]:
-    """One pass over the training data; returns running means of the loss, accuracy, L_SDT, L_TET.
+    """One pass over the training data; running means of the loss, accuracy, L_SDT, L_TET.
+
+    Each rank trains on its shard of the global batch; its mean loss is rescaled so that the
+    averaged gradient is the gradient of the global batch mean.
 
     Raises:
         DivergenceError: When the loss is NaN or infinite (names the step).
     """
     model.train()
     generator = loader.generator(epoch)
-    sums = {"train_loss": 0.0, "train_l_sdt": 0.0, "train_l_tet": 0.0, "train_acc": 0.0}
-    seen = 0
-    batches = tqdm(loader.batches(epoch, generator), total=len(loader), desc=f"epoch {epoch + 1}",
-                   leave=False, disable=None if progress else True)  # fmt: skip
+    sums, device = [0.0] * 5, loader.device
+    steps = min(len(loader), max_steps or len(loader))
+    batches = tqdm(loader.batches(epoch, generator), total=steps, desc=f"epoch {epoch + 1}",
+                   leave=False, disable=None if progress and dist.is_main else True)  # fmt: skip
     for step, (x, y) in enumerate(batches):
-        if augment is not None:
-            x = augment(x, generator)
-        outputs = model(x)  # [T, B, C]
-        loss = loss_fn(outputs, y)
+        if step == steps:
+            break
+        x = augment(x, generator) if augment is not None else x
+        total = len(y) * (dist.world if loader.is_sharded else 1)
+        if not loader.is_sharded:  # sequences are time-major [T, B, ...]
+            x, y = _shard(x, dist, x.ndim - 4), _shard(y, dist, 0)
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            outputs = model(x)  # [T, B_local, C]
+            loss = loss_fn(outputs.float(), y)
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (len(y) * dist.world / total)).backward()
         optimizer.step()
-        with torch.no_grad():
-            terms = loss_terms(outputs.detach(), y, lamb, phi)
-        n = len(y)
-        seen += n
-        sums["train_loss"] += loss.item() * n
-        sums["train_l_sdt"] += terms["l_sdt"].item() * n
-        sums["train_l_tet"] += terms["l_tet"].item() * n
-        sums["train_acc"] += terms["correct"].item()
-    return {key: value / seen for key, value in sums.items()}
+        terms = loss_terms(outputs.detach().float(), y, lamb, phi)
+        batch = [loss.item(), terms["l_sdt"].item(), terms["l_tet"].item()]
+        sums = [
+            s + v for s, v in zip(sums, [v * len(y) for v in batch] + [terms["correct"], len(y)])
+        ]
+    loss, l_sdt, l_tet, correct, seen = dist.sum([float(s) for s in sums], device)
+    names = ("train_loss", "train_l_sdt", "train_l_tet", "train_acc")
+    return dict(zip(names, (loss / seen, l_sdt / seen, l_tet / seen, correct / seen)))
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: TensorLoader, lamb: float, phi: float) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: TensorLoader,
+    lamb: float,
+    phi: float,
+    dist: Distributed = Distributed(),
+    amp: bool = False,
+) -> dict[str, float]:
     """Accuracy, L_SDT, L_TET (sample-weighted) and mean firing rate, in eval mode.
 
+    With several processes each rank evaluates its own disjoint shard and the sums are reduced.
     The model's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
-    totals = {"acc": 0.0, "l_sdt": 0.0, "l_tet": 0.0}
-    seen = 0
+    sums = [0.0] * 4
     with spike_counter(model) as counts:
         for x, y in loader.batches():
-            terms = loss_terms(model(x), y, lamb, phi)
-            seen += len(y)
-            totals["acc"] += terms["correct"].item()
-            totals["l_sdt"] += terms["l_sdt"].item() * len(y)
-            totals["l_tet"] += terms["l_tet"].item() * len(y)
+            with torch.autocast(loader.device.type, torch.bfloat16, enabled=amp):
+                outputs = model(x).float()
+            terms = loss_terms(outputs, y, lamb, phi)
+            n = len(y)
+            batch = [
+                terms["correct"].item(),
+                terms["l_sdt"].item() * n,
+                terms["l_tet"].item() * n,
+                n,
+            ]
+            sums = [s + v for s, v in zip(sums, batch)]
     model.train(was_training)
-    return {**{k: v / seen for k, v in totals.items()}, "firing_rate": _mean_rate(counts)}
-
-
-def _prefixed(prefix: str, values: dict) -> dict:
+    spikes = [sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())]
+    correct, l_sdt, l_tet, seen, spiked, steps = dist.sum(sums + spikes, loader.device)
+    rate = spiked / steps if steps else float("nan")
     return {
-        f"{prefix}_{key}": value
-        for key, value in values.items()
-        if key != "firing_rate" or prefix == "test"
+        "acc": correct / seen,
+        "l_sdt": l_sdt / seen,
+        "l_tet": l_tet / seen,
+        "firing_rate": rate,
     }
 
 
@@ -227,16 +261,111 @@ def run_status(run_dir: Path) -> tuple[int, int] | None:
     return raw["epoch"], raw["config"]["epochs"]
 
 
-def _resume_state(run_dir: Path, config: dict, model, optimizer, scheduler) -> tuple[int, list]:
+_RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last")  # may change on resume
+
+
+def _resume_state(run_dir: Path, stored: dict, model, optimizer, scheduler) -> tuple[int, list]:
     raw = checkpoint.load_raw(run_dir / "last.pt")
-    stored = {k: v for k, v in raw["config"].items() if k != "device"}
-    if stored != {k: v for k, v in config.items() if k != "device"}:
-        changed = sorted(k for k in config if k != "device" and stored.get(k) != config[k])
+    changed = sorted(
+        k for k in stored if k not in _RUNTIME_FIELDS and raw["config"].get(k) != stored[k]
+    )
+    if changed:
         raise ConfigError(f"cannot resume {run_dir}: config differs in {changed}; use a new --out")
     checkpoint.load_state_dict_strict(model, raw["model"]["state_dict"], str(run_dir / "last.pt"))
     optimizer.load_state_dict(raw["optimizer"])
     scheduler.load_state_dict(raw["scheduler"])
     return raw["epoch"], list(raw["history"])
+
+
+def _init_from(model: nn.Module, path: str) -> None:
+    """Copy the weights of another checkpoint (e.g. trained at a smaller T) into ``model``."""
+    raw = checkpoint.load_raw(path)
+    checkpoint.load_state_dict_strict(model, raw["model"]["state_dict"], f"--init-from {path}")
+
+
+@dataclasses.dataclass
+class _Data:
+    train: TensorLoader
+    test: TensorLoader
+    train_eval: TensorLoader
+    augment: Callable | None
+    input_shape: tuple
+    num_classes: int
+
+
+def _imagenet_data(config: TrainConfig, device: torch.device, dist: Distributed) -> _Data:
+    from training.imagenet import ImageNetLoader, imagenet_datasets
+
+    try:
+        train, val = imagenet_datasets(config.data_root)
+    except (FileNotFoundError, ImportError) as error:
+        raise DataError(str(error).splitlines()[0]) from None
+    common = {"device": device, "rank": dist.rank, "world": dist.world}
+    train_loader = ImageNetLoader(
+        train, config.batch_size, shuffle=True, seed=config.seed, **common
+    )
+    val_loader = ImageNetLoader(val, max(256, config.batch_size), **common)
+    return _Data(train_loader, val_loader, None, None, (3, 224, 224), len(train.classes))
+
+
+def _make_data(config: TrainConfig, device: torch.device, dist: Distributed) -> _Data:
+    """Tensors on the device; test and train-eval splits sharded over ranks without padding."""
+    if config.dataset == "imagenet":
+        return _imagenet_data(config, device, dist)
+    dataset = dataset_for(dataclasses.asdict(config))
+    if not len(dataset.y_train) or not len(dataset.y_test):
+        sizes = f"{len(dataset.y_train)} train / {len(dataset.y_test)} test"
+        raise DataError(
+            f"dataset {config.dataset} at {config.data_root} has an empty split ({sizes})"
+        )
+    eval_batch = max(256, config.batch_size)
+
+    def sharded(x: Tensor, y: Tensor) -> TensorLoader:
+        part = dist.shard(len(y))
+        return TensorLoader(x[part].to(device), y[part].to(device), eval_batch)
+
+    x, y = dataset.x_train.to(device), dataset.y_train.to(device)
+    train = TensorLoader(x, y, config.batch_size, shuffle=True, seed=config.seed)
+    augment = None
+    if config.augment and x.ndim == 5:
+        from training.dvs import augment_dvs
+
+        augment = lambda x, g: augment_dvs(x, g, batch_dim=1)  # noqa: E731  [T, B, 2, H, W]
+    elif config.augment:
+        augment = lambda x, g: random_crop_flip(x, 4, dataset.pad_value, g)  # noqa: E731
+    test = sharded(dataset.x_test, dataset.y_test)
+    return _Data(train, test, sharded(dataset.x_train, dataset.y_train), augment,
+                 dataset.input_shape, dataset.num_classes)  # fmt: skip
+
+
+def _setup(config: TrainConfig, run_dir: Path, resume: bool, dist: Distributed, device):
+    """Model, optimizer, schedule, data and the resumed history of a run."""
+    data = _make_data(config, device, dist)
+    kwargs = model_kwargs_for(config, data.input_shape, data.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = models.build(config.model, **kwargs).to(device)
+    if config.init_from:
+        _init_from(model, config.init_from)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, config)
+    stored = {**dataclasses.asdict(config), "input_shape": list(data.input_shape),
+              "num_classes": data.num_classes}  # fmt: skip
+    start, history = 0, []
+    if (run_dir / "last.pt").exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir} already holds a run; pass --resume or --overwrite")
+        start, history = _resume_state(run_dir, stored, model, optimizer, scheduler)
+    return model, kwargs, optimizer, scheduler, data, stored, start, history
+
+
+def _forward_model(model: nn.Module, config: TrainConfig, dist: Distributed, device) -> nn.Module:
+    """The module the training steps call: DDP-wrapped and/or compiled around ``model``."""
+    if dist.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if config.compile else model
 
 
 def train(
@@ -256,61 +385,55 @@ def train(
     """
     run_dir = Path(run_dir)
     check_config(config)
-    device = resolve_device(config.device)
-    dataset = dataset_for(dataclasses.asdict(config))
-    kwargs = model_kwargs_for(config, dataset)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = models.build(config.model, **kwargs).to(device)
-    optimizer, scheduler = build_optimizer(model, config)
-    stored = {**dataclasses.asdict(config), "input_shape": list(dataset.input_shape),
-              "num_classes": dataset.num_classes}  # fmt: skip
-    start, history = 0, []
-    if resume and (run_dir / "last.pt").exists():
-        start, history = _resume_state(run_dir, stored, model, optimizer, scheduler)
-    elif (run_dir / "last.pt").exists():
-        raise CheckpointError(f"{run_dir} already holds a run; pass --resume or --overwrite")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_text = json.dumps(stored, indent=2)
-    checkpoint.atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(config_text))
+    dist, device = init_distributed(resolve_device(config.device))
+    model, kwargs, optimizer, scheduler, data, stored, start, history = _setup(
+        config, run_dir, resume, dist, device
+    )
+    if dist.is_main:
+        text = json.dumps(stored, indent=2)
+        checkpoint.atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(text))
+    forward_model = _forward_model(model, config, dist, device)
 
-    train_loader = TensorLoader(dataset.x_train.to(device), dataset.y_train.to(device),
-                                config.batch_size, shuffle=True, seed=config.seed)  # fmt: skip
-    test_loader = TensorLoader(dataset.x_test.to(device), dataset.y_test.to(device),
-                               max(256, config.batch_size))  # fmt: skip
-    train_eval_loader = TensorLoader(train_loader.x, train_loader.y, test_loader.batch_size)
-    augment = None
-    if config.augment:
-        augment = lambda x, g: random_crop_flip(x, 4, dataset.pad_value, g)  # noqa: E731
-    loss_fn = get_loss(config.method, config.tet_lambda, config.tet_phi)
-    save = lambda path, epoch: checkpoint.save(  # noqa: E731
-        path, model, config.model, kwargs, stored, epoch=epoch, step=epoch * len(train_loader),
-        metrics=history[-1] if history else {}, history=history, optimizer=optimizer.state_dict(),
-        scheduler=scheduler.state_dict(), rng={"torch": torch.get_rng_state()},
-    )  # fmt: skip
+    def save(path: Path, epoch: int) -> None:
+        if dist.is_main:
+            checkpoint.save(
+                path, model, config.model, kwargs, stored, epoch=epoch, metrics=history[-1] if
+                history else {}, history=history, optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), rng={"torch": torch.get_rng_state()},
+            )  # fmt: skip
+
     if config.save_every and start == 0:
         save(run_dir / "epoch_000.pt", 0)
-    epochs = tqdm(range(start, config.epochs), desc=run_dir.name, initial=start,
-                  total=config.epochs, disable=None if progress else True)  # fmt: skip
+    show = None if progress and dist.is_main else True
+    epochs = tqdm(range(start, config.epochs), run_dir.name, initial=start, total=config.epochs,
+                  disable=show)  # fmt: skip
     for epoch in epochs:
-        began = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        row = train_one_epoch(model, train_loader, loss_fn, optimizer, epoch, config.tet_lambda,
-                              config.tet_phi, augment, progress)  # fmt: skip
+        history.append(_epoch(config, epoch, forward_model, model, optimizer, data, dist, progress))
         scheduler.step()
-        row.update(
-            _prefixed("test", evaluate(model, test_loader, config.tet_lambda, config.tet_phi))
-        )
-        if config.eval_train:
-            train_eval = evaluate(model, train_eval_loader, config.tet_lambda, config.tet_phi)
-            row.update(_prefixed("train_eval", train_eval))
-        row["firing_rate"] = row.pop("test_firing_rate")
-        history.append(
-            {"epoch": epoch + 1, "lr": lr, **row, "seconds": time.perf_counter() - began}
-        )
         save(run_dir / "last.pt", epoch + 1)
         if config.save_every and (epoch + 1) % config.save_every == 0:
             save(run_dir / f"epoch_{epoch + 1:03d}.pt", epoch + 1)
-        _write_metrics(run_dir / "metrics.csv", history)
-        epochs.set_postfix(acc=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}")
+        if dist.is_main:
+            _write_metrics(run_dir / "metrics.csv", history)
+        epochs.set_postfix(test_acc=f"{history[-1]['test_acc']:.3f}")
+        dist.barrier()
     return run_dir / "last.pt"
+
+
+def _epoch(config, epoch, forward_model, model, optimizer, data: _Data, dist, progress) -> dict:
+    """Train one epoch and evaluate; returns the metrics row."""
+    began, method = time.perf_counter(), method_at(config, epoch)
+    lr = optimizer.param_groups[0]["lr"]
+    loss_fn = get_loss(method, config.tet_lambda, config.tet_phi)
+    lamb, phi, amp = config.tet_lambda, config.tet_phi, config.amp
+    row = train_one_epoch(forward_model, data.train, loss_fn, optimizer, epoch, lamb, phi,
+                          data.augment, progress, dist, config.steps_per_epoch, amp)  # fmt: skip
+    dist.sync_buffers(model)  # evaluate on every rank the model that rank 0 saves
+    test = evaluate(model, data.test, lamb, phi, dist, amp)
+    row.update({f"test_{k}": v for k, v in test.items() if k != "firing_rate"})
+    if config.eval_train and data.train_eval is not None:
+        train_eval = evaluate(model, data.train_eval, lamb, phi, dist, amp)
+        row.update({f"train_eval_{k}": v for k, v in train_eval.items() if k != "firing_rate"})
+    seconds = time.perf_counter() - began
+    return {"epoch": epoch + 1, "method": method, "lr": lr, **row,
+            "firing_rate": test["firing_rate"], "seconds": seconds}  # fmt: skip

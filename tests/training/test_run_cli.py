@@ -116,10 +116,10 @@ def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    real = trainer.get_loss
+    real, calls = trainer.get_loss, [0]
 
     def poisoned(method, lamb, phi):
-        loss, calls = real(method, lamb, phi), [0]
+        loss = real(method, lamb, phi)
 
         def wrapped(outputs, labels):
             calls[0] += 1
