@@ -49,6 +49,8 @@ class TrainConfig:
     eval_train: bool = _f(
         True, "evaluate the training split in eval mode every epoch (train_eval_*)"
     )
+    gradient_stats: bool = _f(True, "log gradient-momentum statistics every epoch (momentum.py)")
+    stats_samples: int = _f(256, "training samples (fixed, seed 0) for the gradient statistics")
     save_every: int = _f(0, "also keep epoch_NNN.pt every N epochs (0: only last.pt)")
     switch_to_tet_at: int = _f(0, "optimize L_SDT until this epoch, then L_TET (Fig. 3; 0: off)")
     init_from: str = _f("", "start from this checkpoint's weights (TIT: trained at a smaller T)")

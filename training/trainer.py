@@ -29,6 +29,14 @@ from training.data import TensorLoader, dataset_for, random_crop_flip
 from training.distributed import Distributed, init_distributed
 from training.errors import CheckpointError, ConfigError, DataError, DivergenceError
 from training.losses import get_loss, loss_terms
+from training.momentum import (
+    flat_parameters,
+    gradient_statistics,
+    momentum_subset,
+    optimizer_state_norm,
+    statistics_rows,
+    update_cosine,
+)
 from training.neurons import LIF
 
 __all__ = [
@@ -47,7 +55,8 @@ __all__ = [
 METRICS = [
     "epoch", "method", "lr", "train_loss", "train_acc", "train_l_sdt", "train_l_tet",
     "train_eval_acc", "train_eval_l_sdt", "train_eval_l_tet",
-    "test_acc", "test_l_sdt", "test_l_tet", "firing_rate", "seconds",
+    "test_acc", "test_l_sdt", "test_l_tet", "firing_rate",
+    "grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos", "seconds",
 ]  # fmt: skip
 
 
@@ -264,7 +273,7 @@ def run_status(run_dir: Path) -> tuple[int, int] | None:
 _RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last")  # may change on resume
 
 
-def _resume_state(run_dir: Path, stored: dict, model, optimizer, scheduler) -> tuple[int, list]:
+def _resume_state(run_dir: Path, stored: dict, model, optimizer, scheduler) -> tuple[int, dict]:
     raw = checkpoint.load_raw(run_dir / "last.pt")
     changed = sorted(
         k for k in stored if k not in _RUNTIME_FIELDS and raw["config"].get(k) != stored[k]
@@ -274,7 +283,7 @@ def _resume_state(run_dir: Path, stored: dict, model, optimizer, scheduler) -> t
     checkpoint.load_state_dict_strict(model, raw["model"]["state_dict"], str(run_dir / "last.pt"))
     optimizer.load_state_dict(raw["optimizer"])
     scheduler.load_state_dict(raw["scheduler"])
-    return raw["epoch"], list(raw["history"])
+    return raw["epoch"], raw
 
 
 def _init_from(model: nn.Module, path: str) -> None:
@@ -352,12 +361,12 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, dist: Distributed, 
     optimizer, scheduler = build_optimizer(model, config)
     stored = {**dataclasses.asdict(config), "input_shape": list(data.input_shape),
               "num_classes": data.num_classes}  # fmt: skip
-    start, history = 0, []
+    start, resumed = 0, {}
     if (run_dir / "last.pt").exists():
         if not resume:
             raise CheckpointError(f"{run_dir} already holds a run; pass --resume or --overwrite")
-        start, history = _resume_state(run_dir, stored, model, optimizer, scheduler)
-    return model, kwargs, optimizer, scheduler, data, stored, start, history
+        start, resumed = _resume_state(run_dir, stored, model, optimizer, scheduler)
+    return model, kwargs, optimizer, scheduler, data, stored, start, resumed
 
 
 def _forward_model(model: nn.Module, config: TrainConfig, dist: Distributed, device) -> nn.Module:
@@ -386,9 +395,11 @@ def train(
     run_dir = Path(run_dir)
     check_config(config)
     dist, device = init_distributed(resolve_device(config.device))
-    model, kwargs, optimizer, scheduler, data, stored, start, history = _setup(
+    model, kwargs, optimizer, scheduler, data, stored, start, resumed = _setup(
         config, run_dir, resume, dist, device
     )
+    history = list(resumed.get("history", []))
+    tracker = MomentumTracker(config, data.train, model, resumed) if config.gradient_stats else None
     if dist.is_main:
         text = json.dumps(stored, indent=2)
         checkpoint.atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(text))
@@ -400,6 +411,7 @@ def train(
                 path, model, config.model, kwargs, stored, epoch=epoch, metrics=history[-1] if
                 history else {}, history=history, optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), rng={"torch": torch.get_rng_state()},
+                **(tracker.state() if tracker else {}),
             )  # fmt: skip
 
     if config.save_every and start == 0:
@@ -409,6 +421,9 @@ def train(
                   disable=show)  # fmt: skip
     for epoch in epochs:
         history.append(_epoch(config, epoch, forward_model, model, optimizer, data, dist, progress))
+        if tracker and dist.is_main:
+            history[-1].update(tracker.record(epoch + 1, model, optimizer))
+            tracker.write(run_dir / "gradient_stats.csv")
         scheduler.step()
         save(run_dir / "last.pt", epoch + 1)
         if config.save_every and (epoch + 1) % config.save_every == 0:
@@ -418,6 +433,48 @@ def train(
         epochs.set_postfix(test_acc=f"{history[-1]['test_acc']:.3f}")
         dist.barrier()
     return run_dir / "last.pt"
+
+
+class MomentumTracker:
+    """Per-epoch gradient-momentum statistics on a fixed training subset (training.momentum).
+
+    The subset (``stats_samples`` samples of the training split, seeded with 0, so every run of a
+    dataset shares it) and the batch size are fixed, so the logged values equal the ones computed
+    later from the saved checkpoint of the same epoch.
+    """
+
+    def __init__(self, config: TrainConfig, train: TensorLoader, model: nn.Module, resumed: dict):
+        self.lamb, self.phi = config.tet_lambda, config.tet_phi
+        x, y = momentum_subset(train.x, train.y, config.stats_samples)
+        self.batches = list(TensorLoader(x, y, 256).batches())
+        self.rows = list(resumed.get("gradient_stats", []))
+        previous = resumed.get("previous_parameters")
+        self.trajectory = ([previous] if previous is not None else []) + [flat_parameters(model)]
+
+    def record(self, epoch: int, model: nn.Module, optimizer) -> dict:
+        """Compute the statistics at the end of ``epoch``; returns the metrics.csv columns."""
+        stats = gradient_statistics(model, self.batches, self.lamb, self.phi)
+        self.trajectory = (self.trajectory + [flat_parameters(model)])[-3:]
+        cosine = update_cosine(*self.trajectory) if len(self.trajectory) == 3 else float("nan")
+        summary = {"grad_norm_sdt": stats["sdt"]["grad_norm"],
+                   "grad_norm_tet": stats["tet"]["grad_norm"],
+                   "momentum_norm": optimizer_state_norm(optimizer), "update_cos": cosine}  # fmt: skip
+        self.rows += statistics_rows(stats, epoch)
+        self.rows += [{"epoch": epoch, "loss": "", "quantity": k, "t": "", "s": "", "layer": "",
+                       "value": summary[k]} for k in ("momentum_norm", "update_cos")]  # fmt: skip
+        return summary
+
+    def state(self) -> dict:
+        """Checkpoint entries that let a resumed run continue the statistics exactly."""
+        return {"gradient_stats": self.rows, "previous_parameters": self.trajectory[-2]
+                if len(self.trajectory) > 1 else None}  # fmt: skip
+
+    def write(self, path: Path) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
+        writer.writeheader()
+        writer.writerows(self.rows)
+        checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
 
 
 def _epoch(config, epoch, forward_model, model, optimizer, data: _Data, dist, progress) -> dict:

@@ -102,6 +102,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     actual = _state(run / "last.pt")
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
     assert (tmp_path / "ref" / run.name / "metrics.csv").read_text().count("\n") == 7
+    stats = [(d / "gradient_stats.csv").read_text() for d in (tmp_path / "ref" / run.name, run)]
+    assert stats[0] == stats[1]  # including the update cosine across the resume
     assert not list(run.glob(".*.tmp"))
 
 
@@ -165,3 +167,22 @@ def test_help_lists_flags_with_defaults():
         and "(default: 0.05)" in result.stdout
         and "--seeds" in result.stdout
     )
+
+
+def test_logged_gradient_statistics_equal_post_hoc_ones(tmp_path):
+    import pandas as pd
+
+    from analysis.momentum import checkpoint_rows
+
+    assert main(["--method", "tet", "--out", str(tmp_path), "--save-every", "1", *FAST]) == 0
+    run = tmp_path / "digits-digits_snn-T4-tet-seed0"
+    logged = pd.read_csv(run / "gradient_stats.csv", keep_default_na=False)
+    logged = logged[logged.epoch == 2].reset_index(drop=True)
+    post_hoc = pd.DataFrame(checkpoint_rows(run / "epoch_002.pt", None, "cpu"))
+    for frame in (logged, post_hoc):
+        frame[["t", "s"]] = frame[["t", "s"]].astype(str)
+    merged = logged.merge(post_hoc, on=["quantity", "loss", "t", "s", "layer"], suffixes=("", "_p"))
+    assert len(merged) == len(post_hoc) > 50
+    assert (merged.value.astype(float) - merged.value_p).abs().max() < 1e-6
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert {"grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos"} <= set(metrics.columns)

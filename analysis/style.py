@@ -1,0 +1,43 @@
+"""One publication style for every figure: colour-blind-safe palette, SDT and TET fixed colours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["COLORS", "LABELS", "apply_style", "save_figure", "color"]
+
+# Okabe-Ito palette: SDT blue, TET vermillion everywhere.
+COLORS = {"sdt": "#0072B2", "tet": "#D55E00", "other": "#009E73", "grey": "#999999"}
+LABELS = {"sdt": "SDT", "tet": "TET"}
+
+
+def color(method: str) -> str:
+    """Colour of a method name (``sdt``, ``tet``, ``sdt->tet@k``, ...)."""
+    return COLORS.get(str(method).lower(), COLORS["other"])
+
+
+def apply_style() -> None:
+    """Readable fonts and light grids (called by the figure functions, not at import)."""
+    plt.rcParams.update({
+        "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+        "axes.spines.right": False, "savefig.dpi": 150, "figure.dpi": 100,
+    })  # fmt: skip
+
+
+def save_figure(figure, path: str | Path) -> list[Path]:
+    """Write ``path`` as PNG and PDF (same stem); returns both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".png", ".pdf"):
+        target = path.with_suffix(suffix)
+        figure.savefig(target, bbox_inches="tight")
+        written.append(target)
+    plt.close(figure)
+    return written
