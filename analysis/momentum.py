@@ -19,6 +19,7 @@ import pandas as pd
 from analysis.common import write_csv
 from analysis.plots_momentum import save_momentum_figures
 from training import checkpoint
+from training.config import ArgumentParser
 from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
 from training.momentum import gradient_statistics, momentum_subset, statistics_rows
@@ -28,7 +29,7 @@ COLUMNS = ("source", "method", "epoch", "loss", "quantity", "t", "s", "layer", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("inputs", nargs="+", help="checkpoints (.pt) and/or run directories")
     parser.add_argument("--samples", type=int, default=None,
                         help="training samples (default: the run's stats_samples)")  # fmt: skip

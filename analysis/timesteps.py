@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from analysis.common import file_sha256, write_csv
 from training import checkpoint
+from training.config import ArgumentParser
 from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
 from training.trainer import evaluate, resolve_device
@@ -36,7 +37,7 @@ class AtTimeSteps(nn.Module):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files (.pt)")
     parser.add_argument("--T", nargs="+", type=int, default=list(range(1, 9)),
                         help="time steps to evaluate (default: %(default)s)")  # fmt: skip

@@ -13,12 +13,20 @@ from pathlib import Path
 from training.errors import ConfigError
 
 __all__ = [
+    "ArgumentParser",
     "TrainConfig",
     "add_config_args",
     "apply_defaults",
     "config_from_args",
     "load_config_file",
 ]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _f(default, help: str, **extra):

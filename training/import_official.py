@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from training import checkpoint, models
-from training.config import TrainConfig
+from training.config import ArgumentParser, TrainConfig
 from training.errors import CheckpointError, ToolkitError
 from training.official import OFFICIAL_MODELS, convert_official_state_dict
 
@@ -24,7 +24,7 @@ DEFAULT_DATA = {"resnet19": ("cifar10", 4), "vggsnn": ("cifar10_dvs", 10),
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("official", help="the official .pth state dict")
     parser.add_argument("--model", required=True, choices=sorted(OFFICIAL_MODELS))
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from training.config import (
+    ArgumentParser,
     TrainConfig,
     add_config_args,
     apply_defaults,
@@ -26,7 +27,7 @@ from training.trainer import check_config, run_status, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(

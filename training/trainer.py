@@ -456,9 +456,12 @@ class MomentumTracker:
         stats = gradient_statistics(model, self.batches, self.lamb, self.phi)
         self.trajectory = (self.trajectory + [flat_parameters(model)])[-3:]
         cosine = update_cosine(*self.trajectory) if len(self.trajectory) == 3 else float("nan")
-        summary = {"grad_norm_sdt": stats["sdt"]["grad_norm"],
-                   "grad_norm_tet": stats["tet"]["grad_norm"],
-                   "momentum_norm": optimizer_state_norm(optimizer), "update_cos": cosine}  # fmt: skip
+        summary = {
+            "grad_norm_sdt": stats["sdt"]["grad_norm"],
+            "grad_norm_tet": stats["tet"]["grad_norm"],
+            "momentum_norm": optimizer_state_norm(optimizer),
+            "update_cos": cosine,
+        }
         self.rows += statistics_rows(stats, epoch)
         self.rows += [{"epoch": epoch, "loss": "", "quantity": k, "t": "", "s": "", "layer": "",
                        "value": summary[k]} for k in ("momentum_norm", "update_cos")]  # fmt: skip
