@@ -21,7 +21,7 @@ from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
 from training.trainer import evaluate, resolve_device
 
-COLUMNS = ("checkpoint", "sha256", "method", "train_T", "T", "split", "acc", "l_sdt", "l_tet",
+COLUMNS = ("checkpoint", "sha256", "method", "train_T", "T", "split", "acc", "l_sdt", "l_tet", "l_steps",
            "firing_rate", "num_samples")  # fmt: skip
 
 
@@ -62,7 +62,7 @@ def evaluate_timesteps(path: Path, steps: list[int], split: str, batch_size: int
     digest, rows = file_sha256(path), []
     for T in steps:
         metrics = evaluate(AtTimeSteps(model, T), loader, config["tet_lambda"], config["tet_phi"])
-        values = [metrics[k] for k in ("acc", "l_sdt", "l_tet", "firing_rate")]
+        values = [metrics[k] for k in ("acc", "l_sdt", "l_tet", "l_steps", "firing_rate")]
         rows.append((str(path), digest, config["method"], config["T"], T, split, *values, len(y)))
     return rows
 

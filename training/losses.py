@@ -74,10 +74,14 @@ def predictions(outputs: Tensor) -> Tensor:
 
 
 def loss_terms(outputs: Tensor, labels: Tensor, lamb: float, phi: float) -> dict[str, Tensor]:
-    """Both losses and the number of correct predictions, for logging whichever one is optimized."""
+    """Both losses and the number of correct predictions, for logging whichever one is optimized.
+
+    ``l_steps`` is ``mean_t CE(O(t), y)``: TET without its MSE term (Lemma 4.1's ``L_TET``).
+    """
     return {
         "l_sdt": sdt_loss(outputs, labels),
         "l_tet": tet_loss(outputs, labels, lamb, phi),
+        "l_steps": per_step_ce(outputs, labels).mean(),
         "correct": (predictions(outputs) == labels).sum(),
     }
 

@@ -54,8 +54,8 @@ __all__ = [
 
 METRICS = [
     "epoch", "method", "lr", "train_loss", "train_acc", "train_l_sdt", "train_l_tet",
-    "train_eval_acc", "train_eval_l_sdt", "train_eval_l_tet",
-    "test_acc", "test_l_sdt", "test_l_tet", "firing_rate",
+    "train_eval_acc", "train_eval_l_sdt", "train_eval_l_tet", "train_eval_l_steps",
+    "test_acc", "test_l_sdt", "test_l_tet", "test_l_steps", "firing_rate",
     "grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos", "seconds",
 ]  # fmt: skip
 
@@ -227,30 +227,21 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    sums = [0.0] * 4
+    keys = ("l_sdt", "l_tet", "l_steps")
+    sums = [0.0] * 5
     with spike_counter(model) as counts:
         for x, y in loader.batches():
             with torch.autocast(loader.device.type, torch.bfloat16, enabled=amp):
                 outputs = model(x).float()
             terms = loss_terms(outputs, y, lamb, phi)
-            n = len(y)
-            batch = [
-                terms["correct"].item(),
-                terms["l_sdt"].item() * n,
-                terms["l_tet"].item() * n,
-                n,
-            ]
+            batch = [terms["correct"].item(), *(terms[k].item() * len(y) for k in keys), len(y)]
             sums = [s + v for s, v in zip(sums, batch)]
     model.train(was_training)
     spikes = [sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())]
-    correct, l_sdt, l_tet, seen, spiked, steps = dist.sum(sums + spikes, loader.device)
+    *totals, seen, spiked, steps = dist.sum(sums + spikes, loader.device)
     rate = spiked / steps if steps else float("nan")
-    return {
-        "acc": correct / seen,
-        "l_sdt": l_sdt / seen,
-        "l_tet": l_tet / seen,
-        "firing_rate": rate,
-    }
+    means = dict(zip(("acc", *keys), (total / seen for total in totals)))
+    return {**means, "firing_rate": rate}
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:

@@ -63,7 +63,7 @@ def test_sdt_never_exceeds_tet_without_mse(T, B, C, seed, scale):
 def test_loss_terms_and_registry():
     outputs, labels = torch.zeros(2, 3, 4), torch.tensor([0, 1, 2])
     terms = loss_terms(outputs, labels, 0.05, 1.0)
-    assert set(terms) == {"l_sdt", "l_tet", "correct"}
+    assert set(terms) == {"l_sdt", "l_tet", "l_steps", "correct"}
     assert get_loss("sdt") is sdt_loss
     torch.testing.assert_close(
         get_loss("tet", 0.1, 0.5)(outputs, labels), tet_loss(outputs, labels, 0.1, 0.5)
