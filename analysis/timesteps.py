@@ -21,8 +21,10 @@ from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
 from training.trainer import evaluate, resolve_device
 
-COLUMNS = ("checkpoint", "sha256", "method", "train_T", "T", "split", "acc", "l_sdt", "l_tet", "l_steps",
-           "firing_rate", "num_samples")  # fmt: skip
+COLUMNS = (
+    "checkpoint", "sha256", "method", "train_T", "T", "split",
+    "acc", "l_sdt", "l_tet", "l_steps", "firing_rate", "num_samples",
+)  # fmt: skip  # fmt: skip
 
 
 class AtTimeSteps(nn.Module):
