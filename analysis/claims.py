@@ -1,6 +1,7 @@
 """The paper's claims, decided from measured numbers by one stated rule.
 
-Rule: a claim that TET's value is lower (or higher) than SDT's *holds* when the difference of the
+Rule: a claim that TET's value is lower (or higher) than SDT's (or, generally, a candidate's than
+a baseline's) *holds* when the difference of the
 means points the claimed way by more than two standard errors of that difference
 (``se = sqrt(s_sdt^2 / n_sdt + s_tet^2 / n_tet)``, sample standard deviations over seeds); it
 *does not hold* when it points the other way by more than two standard errors; otherwise, or with
@@ -39,16 +40,22 @@ def _mean_var(values: Sequence[float]) -> tuple[float, float, int]:
 
 
 def compare_means(
-    claim: str, evidence: str, sdt: Sequence[float], tet: Sequence[float], tet_is: str
+    claim: str,
+    evidence: str,
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    candidate_is: str,
 ) -> Verdict:
-    """Decide whether TET's values are ``"lower"`` or ``"higher"`` than SDT's (see RULE).
+    """Decide whether ``candidate`` (e.g. TET's values over seeds) is ``"lower"`` or
+    ``"higher"`` than ``baseline`` (e.g. SDT's), by RULE; ``difference`` is candidate - baseline.
 
     Raises:
-        ValueError: If ``tet_is`` is neither ``lower`` nor ``higher``.
+        ValueError: If ``candidate_is`` is neither ``lower`` nor ``higher``.
     """
-    if tet_is not in ("lower", "higher"):
-        raise ValueError(f"tet_is must be 'lower' or 'higher', got {tet_is!r}")
-    (mean_s, var_s, n_s), (mean_t, var_t, n_t) = _mean_var(sdt), _mean_var(tet)
+    if candidate_is not in ("lower", "higher"):
+        raise ValueError(f"candidate_is must be 'lower' or 'higher', got {candidate_is!r}")
+    tet_is = candidate_is
+    (mean_s, var_s, n_s), (mean_t, var_t, n_t) = _mean_var(baseline), _mean_var(candidate)
     difference = mean_t - mean_s
     if n_s < 2 or n_t < 2:
         return Verdict(claim, evidence, difference, float("nan"), UNSURE)

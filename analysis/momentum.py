@@ -31,10 +31,17 @@ COLUMNS = ("source", "method", "epoch", "loss", "quantity", "t", "s", "layer", "
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("inputs", nargs="+", help="checkpoints (.pt) and/or run directories")
-    parser.add_argument("--samples", type=int, default=None,
-                        help="training samples (default: the run's stats_samples)")  # fmt: skip
-    parser.add_argument("--recompute", action="store_true",
-                        help="for run directories: recompute from epoch_NNN.pt files")  # fmt: skip
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="training samples (default: the run's stats_samples)",
+    )
+    parser.add_argument(
+        "--recompute",
+        action="store_true",
+        help="for run directories: recompute from epoch_NNN.pt files",
+    )
     parser.add_argument("--device", default="cpu", help="(default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: next to the first input)")
     parser.add_argument("--no-plots", action="store_true", help="only write the CSV")
@@ -79,8 +86,9 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per source and epoch: gradient norms, mean error norms, output variance."""
     frame = frame.assign(value=pd.to_numeric(frame.value, errors="coerce"))
     key = ["source", "method", "epoch"]
-    table = frame.pivot_table(index=key + ["loss"], columns="quantity", values="value",
-                              aggfunc="mean").reset_index()  # fmt: skip
+    table = frame.pivot_table(
+        index=key + ["loss"], columns="quantity", values="value", aggfunc="mean"
+    ).reset_index()
     wide = table.pivot_table(index=key, columns="loss", values=["grad_norm", "error_norm"])
     wide.columns = [f"{quantity}_{loss}" for quantity, loss in wide.columns]
     return wide.reset_index()

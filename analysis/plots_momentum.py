@@ -40,8 +40,14 @@ def error_norm_figure(frame: pd.DataFrame):
             t = pd.to_numeric(part.t)
             style = "-" if loss == "sdt" else "--"
             marker = "o" if str(method).startswith("sdt") else "s"
-            ax.plot(t + 1, part.value, style, marker=marker, color=color(loss),
-                    label=f"{LABELS.get(loss, loss)} loss @ {method} weights")  # fmt: skip
+            ax.plot(
+                t + 1,
+                part.value,
+                style,
+                marker=marker,
+                color=color(loss),
+                label=f"{LABELS.get(loss, loss)} loss @ {method} weights",
+            )
         ax.set(title=title, xlabel="time step t")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(loc="best", fontsize=7)
@@ -81,8 +87,14 @@ def epoch_figure(frame: pd.DataFrame, quantity: str, ylabel: str, by_loss: bool 
         loss = key[2] if by_loss else ""
         style = "--" if by_loss and loss == "tet" else "-"
         label = f"{method} run" + (f", {LABELS.get(loss, loss)} loss" if by_loss else "")
-        ax.plot(part.epoch, part.value, style, color=color(method.split("->")[0]), label=label,
-                alpha=0.85)  # fmt: skip
+        ax.plot(
+            part.epoch,
+            part.value,
+            style,
+            color=color(method.split("->")[0]),
+            label=label,
+            alpha=0.85,
+        )
     ax.set(xlabel="epoch", ylabel=ylabel)
     ax.legend(fontsize=7)
     return figure
@@ -93,8 +105,9 @@ def save_momentum_figures(frame: pd.DataFrame, out: Path) -> list[Path]:
     written = save_figure(error_norm_figure(frame), out / "momentum_error_norms")
     written += save_figure(gcos_figure(frame), out / "momentum_gcos")
     if _numeric(frame).epoch.nunique() > 1:
-        written += save_figure(epoch_figure(frame, "grad_norm", "||dL/dW||"),
-                               out / "momentum_grad_norm_vs_epoch")  # fmt: skip
+        written += save_figure(
+            epoch_figure(frame, "grad_norm", "||dL/dW||"), out / "momentum_grad_norm_vs_epoch"
+        )
         if (frame.quantity == "momentum_norm").any():
             figure = epoch_figure(frame, "momentum_norm", "optimizer momentum norm", by_loss=False)
             written += save_figure(figure, out / "momentum_buffer_vs_epoch")

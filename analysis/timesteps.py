@@ -24,7 +24,7 @@ from training.trainer import evaluate, resolve_device
 COLUMNS = (
     "checkpoint", "sha256", "method", "train_T", "T", "split",
     "acc", "l_sdt", "l_tet", "l_steps", "firing_rate", "num_samples",
-)  # fmt: skip  # fmt: skip
+)  # fmt: skip
 
 
 class AtTimeSteps(nn.Module):
@@ -41,10 +41,19 @@ class AtTimeSteps(nn.Module):
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files (.pt)")
-    parser.add_argument("--T", nargs="+", type=int, default=list(range(1, 9)),
-                        help="time steps to evaluate (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--split", choices=("test", "train"), default="test",
-                        help="data split (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--T",
+        nargs="+",
+        type=int,
+        default=list(range(1, 9)),
+        help="time steps to evaluate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="data split (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: next to the first checkpoint)")

@@ -30,7 +30,7 @@ def test_standard_error_is_that_of_the_difference():
 
 def test_nan_values_are_ignored_and_bad_direction_rejected():
     assert compare_means("c", "e", [1.0, 1.1, float("nan")], [2.0, 2.1], "higher").verdict == HOLDS
-    with pytest.raises(ValueError, match="tet_is must be"):
+    with pytest.raises(ValueError, match="candidate_is must be"):
         compare_means("c", "e", [1.0], [1.0], "smaller")
 
 

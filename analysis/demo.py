@@ -1,0 +1,257 @@
+"""The whole chain on the offline default: train -> analyse -> figures -> report.
+
+Trains SDT and TET on the digits default for 3 seeds (plus the short switch, time-step and TIT
+runs the figures need), runs the Hessian, surface, sharpness and momentum analyses, writes every
+figure and figures/REPORT.md. Every stage is skipped when its outputs exist, so running the
+command again resumes where it stopped (training itself resumes inside a run).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from training.config import ArgumentParser
+
+SEEDS = ("0", "1", "2")
+MAIN_T = 4
+EPOCHS = 15
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: skipped when every output exists."""
+
+    name: str
+    outputs: tuple[Path, ...]
+    run: Callable[[], int]
+
+
+def _run_name(method: str, seed: str, T: int = MAIN_T, suffix: str = "") -> str:
+    return f"digits-digits_snn-T{T}-{method}{suffix}-seed{seed}"
+
+
+def _train(argv: list[str]) -> Callable[[], int]:
+    def run() -> int:
+        from training.run import main
+
+        return main(argv)
+
+    return run
+
+
+def _analysis(module: str, argv: list[str]) -> Callable[[], int]:
+    def run() -> int:
+        import importlib
+
+        return importlib.import_module(f"analysis.{module}").main(argv)
+
+    return run
+
+
+def _last(runs: Path, names: list[str]) -> list[str]:
+    return [str(runs / name / "last.pt") for name in names]
+
+
+def training_stages(runs: Path) -> list[Stage]:
+    """Main runs (3 seeds x SDT/TET, per-epoch checkpoints), switch, T=2/T=6 and TIT runs."""
+    common = ["--out", str(runs), "--resume", "--quiet", "--epochs", str(EPOCHS)]
+    main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
+    other_T = [_run_name(m, s, T) for T in (2, 6) for s in SEEDS for m in ("sdt", "tet")]
+    tit = [_run_name("tet", s, 6, "-init") for s in SEEDS]
+    stages = [
+        Stage(
+            "train SDT and TET, 3 seeds",
+            tuple(runs / n / "last.pt" for n in main),
+            _train(["--seeds", *SEEDS, "--save-every", "1", *common]),
+        ),
+        Stage(
+            "train SDT -> TET switch",
+            (runs / _run_name("sdt", "0", suffix="-switch10") / "last.pt",),
+            _train(["--method", "sdt", "--switch-to-tet-at", "10", *common]),
+        ),
+        Stage(
+            "train at T=2 and T=6",
+            tuple(runs / n / "last.pt" for n in other_T),
+            lambda: max(_train(["--T", T, "--seeds", *SEEDS, *common])() for T in ("2", "6")),
+        ),
+    ]
+    for seed, name in zip(SEEDS, tit):
+        source = runs / _run_name("tet", seed, 2) / "last.pt"
+        argv = [
+            "--T",
+            "6",
+            "--method",
+            "tet",
+            "--seeds",
+            seed,
+            "--init-from",
+            str(source),
+            "--out",
+            str(runs),
+            "--resume",
+            "--quiet",
+            "--epochs",
+            "3",
+        ]
+        stages.append(
+            Stage(f"TIT fine-tune at T=6, seed {seed}", (runs / name / "last.pt",), _train(argv))
+        )
+    return stages
+
+
+def analysis_stages(runs: Path) -> list[Stage]:
+    """Hessian, per-epoch sharpness, time steps, surfaces, sharpness metrics, momentum."""
+    out = runs / "analysis"
+    main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
+    epochs = [
+        str(runs / _run_name(m, "0") / f"epoch_{e:03d}.pt")
+        for m in ("sdt", "tet")
+        for e in range(0, EPOCHS + 1, 3)
+    ]
+    every = sorted(str(p) for p in runs.glob("*/last.pt")) or _last(runs, main)
+    sdt0, tet0 = _last(runs, [_run_name("sdt", "0"), _run_name("tet", "0")])
+    surface = ["--samples", "512", "--quiet", "--overwrite"]
+    return [
+        Stage(
+            "Hessian of the final checkpoints",
+            (out / "hessian" / "hessian.csv",),
+            _analysis(
+                "hessian",
+                [
+                    *_last(runs, main),
+                    "--top-k",
+                    "5",
+                    "--density",
+                    "--quiet",
+                    "--out",
+                    str(out / "hessian"),
+                    "--overwrite",
+                ],
+            ),
+        ),
+        Stage(
+            "top eigenvalue along training (seed 0)",
+            (out / "hessian_epochs" / "hessian.csv",),
+            _analysis(
+                "hessian",
+                [
+                    *epochs,
+                    "--top-k",
+                    "1",
+                    "--trace",
+                    "none",
+                    "--quiet",
+                    "--samples",
+                    "512",
+                    "--out",
+                    str(out / "hessian_epochs"),
+                    "--overwrite",
+                ],
+            ),
+        ),
+        Stage(
+            "accuracy at T = 1..8",
+            (out / "timesteps" / "timesteps.csv",),
+            _analysis("timesteps", [*every, "--out", str(out / "timesteps")]),
+        ),
+        Stage(
+            "2D surfaces of the SDT and TET minima (seed 0)",
+            (out / "surface" / "sdt" / "done", out / "surface" / "tet" / "done"),
+            lambda: _surfaces(out / "surface", sdt0, tet0, surface),
+        ),
+        Stage(
+            "1D interpolation SDT -> TET (seed 0)",
+            (out / "surface" / "interp" / "done",),
+            lambda: _mark(
+                out / "surface" / "interp",
+                _analysis(
+                    "surface",
+                    [
+                        sdt0,
+                        "--dim",
+                        "1",
+                        "--directions",
+                        f"interp:{tet0}",
+                        "--x",
+                        "-0.5:1.5:41",
+                        "--out",
+                        str(out / "surface" / "interp"),
+                        *surface,
+                    ],
+                )(),
+            ),
+        ),
+        Stage(
+            "sharpness of the final checkpoints",
+            (out / "sharpness" / "sharpness.csv",),
+            _analysis(
+                "sharpness",
+                [*_last(runs, main), "--out", str(out / "sharpness"), "--quiet", "--overwrite"],
+            ),
+        ),
+        Stage(
+            "gradient-momentum statistics",
+            (out / "momentum" / "momentum.csv",),
+            _analysis("momentum", [*(str(runs / n) for n in main), "--out", str(out / "momentum")]),
+        ),
+    ]
+
+
+def _mark(folder: Path, code: int) -> int:
+    if code == 0:
+        (folder / "done").write_text("ok\n")
+    return code
+
+
+def _surfaces(out: Path, sdt: str, tet: str, common: list[str]) -> int:
+    codes = []
+    for name, path in (("sdt", sdt), ("tet", tet)):
+        argv = [path, "--dim", "2", "--x", "-1:1:21", "--out", str(out / name), *common]
+        codes.append(_mark(out / name, _analysis("surface", argv)()))
+    return max(codes)
+
+
+def _stream(first: list[Stage], later: Callable[[], list[Stage]]):
+    yield from first
+    yield from later()
+
+
+def build_parser():
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+    parser.add_argument(
+        "--figures", default="figures", help="figures folder (default: %(default)s)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runs, figures = Path(args.runs), Path(args.figures)
+    began = time.perf_counter()
+    stages = training_stages(runs)
+    for stage in _stream(stages, lambda: analysis_stages(runs)):  # analyses see the trained runs
+        if all(path.exists() for path in stage.outputs):
+            print(f"[demo] {stage.name}: done, skipped", file=sys.stderr)
+            continue
+        print(f"[demo] {stage.name} ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
+        if stage.run() != 0:
+            print(f"[demo] stage failed: {stage.name}", file=sys.stderr)
+            return 1
+    from analysis import figures as figure_module, report
+
+    figure_module.main(["--runs", str(runs), "--out", str(figures)])
+    code = report.main(["--runs", str(runs), "--figures", str(figures)])
+    print(
+        f"[demo] finished in {time.perf_counter() - began:.0f} s; see {figures}/REPORT.md",
+        file=sys.stderr,
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
