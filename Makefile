@@ -15,7 +15,7 @@ install-test: install
 	$(PIP) install -q --no-deps spikingjelly==2.0.0
 
 demo: install
-	$(PYTHON) training/run.py --seeds 0 1 2 --out $(RUNS) --resume
+	$(PYTHON) analysis/demo.py --runs $(RUNS) --figures figures
 
 test: install-test
 	$(PYTHON) -m pytest -q

@@ -107,51 +107,44 @@ def analysis_stages(runs: Path) -> list[Stage]:
     """Hessian, per-epoch sharpness, time steps, surfaces, sharpness metrics, momentum."""
     out = runs / "analysis"
     main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
+    finals = _last(runs, main)
     epochs = [
         str(runs / _run_name(m, "0") / f"epoch_{e:03d}.pt")
         for m in ("sdt", "tet")
         for e in range(0, EPOCHS + 1, 3)
     ]
-    every = sorted(str(p) for p in runs.glob("*/last.pt")) or _last(runs, main)
+    every = sorted(str(p) for p in runs.glob("*/last.pt")) or finals
     sdt0, tet0 = _last(runs, [_run_name("sdt", "0"), _run_name("tet", "0")])
-    surface = ["--samples", "512", "--quiet", "--overwrite"]
-    return [
+    quiet = ["--quiet", "--overwrite"]
+    hessian = ["--top-k", "5", "--samples", "512", "--num-matvecs", "30", *quiet]
+    density = ["--density", "--density-steps", "40", "--density-repeats", "2"]
+    stages = [
         Stage(
-            "Hessian of the final checkpoints",
-            (out / "hessian" / "hessian.csv",),
+            f"Hessian of L_{loss.upper()} at the final checkpoints",
+            (out / f"hessian_{loss}" / "hessian.csv",),
             _analysis(
                 "hessian",
                 [
-                    *_last(runs, main),
-                    "--top-k",
-                    "5",
-                    "--density",
-                    "--quiet",
+                    *finals,
+                    "--loss",
+                    loss,
+                    *hessian,
+                    *(density if loss == "tet" else []),
                     "--out",
-                    str(out / "hessian"),
-                    "--overwrite",
+                    str(out / f"hessian_{loss}"),
                 ],
             ),
-        ),
+        )
+        for loss in ("sdt", "tet")
+    ]
+    top1 = ["--top-k", "1", "--trace", "none", "--samples", "512", *quiet]
+    surface = ["--samples", "512", *quiet]
+    interp = [sdt0, "--dim", "1", "--directions", f"interp:{tet0}", "--x", "-0.5:1.5:41"]
+    return stages + [
         Stage(
             "top eigenvalue along training (seed 0)",
             (out / "hessian_epochs" / "hessian.csv",),
-            _analysis(
-                "hessian",
-                [
-                    *epochs,
-                    "--top-k",
-                    "1",
-                    "--trace",
-                    "none",
-                    "--quiet",
-                    "--samples",
-                    "512",
-                    "--out",
-                    str(out / "hessian_epochs"),
-                    "--overwrite",
-                ],
-            ),
+            _analysis("hessian", [*epochs, *top1, "--out", str(out / "hessian_epochs")]),
         ),
         Stage(
             "accuracy at T = 1..8",
@@ -169,29 +162,14 @@ def analysis_stages(runs: Path) -> list[Stage]:
             lambda: _mark(
                 out / "surface" / "interp",
                 _analysis(
-                    "surface",
-                    [
-                        sdt0,
-                        "--dim",
-                        "1",
-                        "--directions",
-                        f"interp:{tet0}",
-                        "--x",
-                        "-0.5:1.5:41",
-                        "--out",
-                        str(out / "surface" / "interp"),
-                        *surface,
-                    ],
+                    "surface", [*interp, "--out", str(out / "surface" / "interp"), *surface]
                 )(),
             ),
         ),
         Stage(
             "sharpness of the final checkpoints",
             (out / "sharpness" / "sharpness.csv",),
-            _analysis(
-                "sharpness",
-                [*_last(runs, main), "--out", str(out / "sharpness"), "--quiet", "--overwrite"],
-            ),
+            _analysis("sharpness", [*finals, "--out", str(out / "sharpness"), *quiet]),
         ),
         Stage(
             "gradient-momentum statistics",

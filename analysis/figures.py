@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
@@ -225,11 +226,200 @@ def fig_momentum(root: Path) -> FigureResult:
     return figure, pd.concat([summary, *curves], ignore_index=True)
 
 
+def _surface(root: Path, name: str):
+    from landscape.surface import load_surface
+
+    folder = root / ANALYSIS / "surface" / name
+    found = sorted(folder.glob("surface_*.json"))
+    if not found:
+        raise MissingArtifact(
+            f"no surface in {folder}; make it with: python analysis/surface.py CKPT --out {folder}"
+        )
+    return load_surface(found[0])
+
+
+def fig_landscapes(root: Path) -> FigureResult:
+    """Fig. 2 analogue: 2-D landscapes, minimum found by SDT/TET x loss L_SDT/L_TET, one scale."""
+    surfaces = {method: _surface(root, method) for method in ("sdt", "tet")}
+    values = [s.values[f"l_{loss}"] for s in surfaces.values() for loss in ("sdt", "tet")]
+    low, high = min(v.min() for v in values), min(max(v.max() for v in values), 5.0)
+    levels = np.linspace(low, high, 25)
+    apply_style()
+    figure, axes = plt.subplots(2, 2, figsize=(8.5, 7.5), sharex=True, sharey=True)
+    frames = []
+    for row, (method, surface) in enumerate(surfaces.items()):
+        x, y = surface.axes
+        for col, loss in enumerate(("sdt", "tet")):
+            z = np.minimum(surface.values[f"l_{loss}"], high)
+            ax = axes[row, col]
+            filled = ax.contourf(x, y, z.T, levels=levels, cmap="viridis")
+            ax.contour(x, y, z.T, levels=levels[::3], colors="w", linewidths=0.4)
+            ax.plot(0, 0, "r+", ms=10)
+            ax.set_title(f"{LABELS[method]} minimum, L_{LABELS[loss]}")
+            ax.grid(False)
+            frame = surface.frame()
+            frames.append(frame[frame.metric == f"l_{loss}"].assign(minimum=method, loss=loss))
+    for ax in axes[1]:
+        ax.set_xlabel("direction 1 (filter-normalized)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("direction 2")
+    figure.colorbar(filled, ax=axes, shrink=0.8, label="loss (shared scale)")
+    return figure, pd.concat(frames, ignore_index=True)
+
+
+def fig_interpolation(root: Path) -> FigureResult:
+    """1-D interpolation between the SDT (alpha = 0) and TET (alpha = 1) minima, both losses."""
+    surface = _surface(root, "interp")
+    alpha = surface.axes[0]
+    apply_style()
+    figure, ax = plt.subplots(figsize=(5.5, 3.8))
+    for loss in ("sdt", "tet"):
+        ax.plot(alpha, surface.values[f"l_{loss}"], color=color(loss), label=f"L_{LABELS[loss]}")
+    ax.set(
+        xlabel="alpha (0: SDT minimum, 1: TET minimum)",
+        ylabel="loss",
+        title="interpolation between the minima (seed 0)",
+    )
+    if "accuracy" in surface.values:
+        twin = ax.twinx()
+        twin.plot(alpha, surface.values["accuracy"], color="k", ls=":", label="accuracy")
+        twin.set_ylabel("accuracy")
+        twin.grid(False)
+    ax.legend(loc="upper center")
+    frame = surface.frame()
+    return figure, frame[frame.metric.isin(["l_sdt", "l_tet", "accuracy"])]
+
+
+def _hessian_frame(root: Path, folder: str) -> pd.DataFrame:
+    frame = read_csv(
+        root / ANALYSIS / folder / "hessian.csv",
+        f"python analysis/hessian.py CKPTS --out {root}/{ANALYSIS}/{folder}",
+    )
+    runs = {run.path.name: run for run in find_runs(root)}
+    frame["run"] = frame.checkpoint.map(lambda p: Path(p).parent.name)
+    frame["method"] = frame.run.map(lambda r: runs[r].method if r in runs else "?")
+    return frame
+
+
+def fig_hessian(root: Path) -> FigureResult:
+    """Hessian: top eigenvalues and trace (mean ± std over seeds), SDT vs TET; densities."""
+    frames = [_hessian_frame(root, f"hessian_{loss}").assign(loss=loss) for loss in ("sdt", "tet")]
+    data = pd.concat(frames)
+    apply_style()
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    top = data[data.quantity == "top_eigenvalue"]
+    summary = _mean_std(top, ["loss", "method", "index"], "value").assign(quantity="top_eigenvalue")
+    for (loss, method), part in summary.groupby(["loss", "method"]):
+        axes[0].errorbar(
+            part["index"] + 1,
+            part["mean"],
+            yerr=part["std"].fillna(0),
+            capsize=2,
+            color=color(method),
+            ls="-" if loss == "sdt" else "--",
+            marker="o",
+            label=f"{LABELS[method]} minimum, H of L_{LABELS[loss]}",
+        )
+    axes[0].set(xlabel="eigenvalue rank", ylabel="eigenvalue", title="top Hessian eigenvalues")
+    axes[0].legend(fontsize=7)
+    trace = _mean_std(data[data.quantity == "trace"], ["loss", "method"], "value")
+    positions = np.arange(len(trace))
+    axes[1].bar(
+        positions,
+        trace["mean"],
+        yerr=trace["std"].fillna(0),
+        capsize=3,
+        color=[color(m) for m in trace.method],
+        alpha=0.85,
+    )
+    axes[1].set_xticks(
+        positions, [f"{LABELS[m]}\nL_{LABELS[lo]}" for lo, m in zip(trace.loss, trace.method)]
+    )
+    axes[1].set(ylabel="trace (Hutch++)", title="Hessian trace")
+    _densities(root, axes[2])
+    return figure, pd.concat([summary, trace.assign(quantity="trace")], ignore_index=True)
+
+
+def _densities(root: Path, ax) -> None:
+    import json
+
+    folder = root / ANALYSIS / "hessian_tet"
+    if not (folder / "hessian.npz").is_file():
+        ax.set_title("density: run hessian.py with --density")
+        return
+    records = json.loads((folder / "hessian.json").read_text())["results"]
+    arrays = np.load(folder / "hessian.npz")
+    runs = {run.path.name: run for run in find_runs(root)}
+    for i, record in enumerate(records):
+        method = runs[record["name"]].method if record["name"] in runs else "other"
+        ax.semilogy(
+            arrays[f"{i}/grid"],
+            np.maximum(arrays[f"{i}/density"], 1e-8),
+            color=color(method),
+            alpha=0.6,
+            lw=1,
+        )
+    ax.set(
+        xlabel="eigenvalue",
+        ylabel="density (SLQ)",
+        title="spectral densities, H of L_TET",
+        ylim=(1e-6, None),
+    )
+
+
+def fig_flatness(root: Path) -> FigureResult:
+    """Flatness vs generalization: lambda_max, trace, eps-sharpness against gap and accuracy."""
+    from analysis.report import run_table
+
+    table = run_table(root)
+    columns = [c for c in ("lambda_max_sdt", "trace_sdt", "eps_sharpness_l_sdt") if c in table]
+    if not columns or table[columns].isna().all().all():
+        raise MissingArtifact("no Hessian or sharpness results; run the demo's analysis stages")
+    apply_style()
+    figure, axes = plt.subplots(2, len(columns), figsize=(4 * len(columns), 6.5), squeeze=False)
+    for j, column in enumerate(columns):
+        for i, target in enumerate(("gap", "test_acc")):
+            ax = axes[i, j]
+            for method, part in table.groupby("method"):
+                ax.scatter(part[column], part[target], color=color(method), label=LABELS[method])
+            ax.set(xlabel=column.replace("_", " "), ylabel=target.replace("_", " "))
+    axes[0, 0].legend()
+    return figure, table
+
+
+def fig_sharpness_dynamics(root: Path) -> FigureResult:
+    """lambda_max of the per-epoch checkpoints along training, SDT vs TET (2/lr line for SGD)."""
+    data = _hessian_frame(root, "hessian_epochs")
+    data = data[(data.quantity == "top_eigenvalue") & (data["index"] == 0)].copy()
+    data["epoch"] = data.checkpoint.str.extract(r"epoch_(\d+)\.pt").astype(float)
+    runs = {run.path.name: run for run in find_runs(root)}
+    apply_style()
+    figure, ax = plt.subplots(figsize=(5.5, 3.8))
+    for (run, method), part in data.groupby(["run", "method"]):
+        part = part.sort_values("epoch")
+        ax.plot(part.epoch, part.value, marker="o", color=color(method), label=LABELS[method])
+        config = runs[run].config
+        if config["optimizer"] == "sgd":
+            ax.axhline(2 / config["lr"], color=color(method), ls=":", label="2/lr (SGD stability)")
+    ax.set(
+        xlabel="epoch",
+        ylabel="top eigenvalue of the training loss's Hessian",
+        title="sharpness along training (seed 0)",
+    )
+    ax.legend()
+    return figure, data[["run", "method", "epoch", "value"]]
+
+
 FIGURES: dict[str, Callable[[Path], FigureResult]] = {
+    "fig1_interpolation": fig_interpolation,
+    "fig2_landscapes": fig_landscapes,
+    "fig3_hessian": fig_hessian,
+    "fig4_flatness_vs_generalization": fig_flatness,
     "fig5_switch": fig_switch,
     "fig6_timesteps": fig_timesteps,
     "fig7_tit": fig_tit,
     "fig8_momentum": fig_momentum,
+    "fig9_sharpness_dynamics": fig_sharpness_dynamics,
 }
 
 
