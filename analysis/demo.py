@@ -60,7 +60,7 @@ def training_stages(runs: Path) -> list[Stage]:
     """Main runs (3 seeds x SDT/TET, per-epoch checkpoints), switch, T=2/T=6 and TIT runs."""
     common = ["--out", str(runs), "--resume", "--quiet", "--epochs", str(EPOCHS)]
     main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
-    other_T = [_run_name(m, s, T) for T in (2, 6) for s in SEEDS for m in ("sdt", "tet")]
+    other_T = [_run_name("tet", s, T) for T in (2, 6) for s in SEEDS]
     tit = [_run_name("tet", s, 6, "-init") for s in SEEDS]
     stages = [
         Stage(
@@ -74,9 +74,12 @@ def training_stages(runs: Path) -> list[Stage]:
             _train(["--method", "sdt", "--switch-to-tet-at", "10", *common]),
         ),
         Stage(
-            "train at T=2 and T=6",
+            "train TET at T=2 (TIT's start) and T=6 (from scratch)",
             tuple(runs / n / "last.pt" for n in other_T),
-            lambda: max(_train(["--T", T, "--seeds", *SEEDS, *common])() for T in ("2", "6")),
+            lambda: max(
+                _train(["--T", T, "--method", "tet", "--seeds", *SEEDS, *common])()
+                for T in ("2", "6")
+            ),
         ),
     ]
     for seed, name in zip(SEEDS, tit):
