@@ -12,9 +12,7 @@ import dataclasses
 import hashlib
 import io
 import platform
-import subprocess
 import sys
-import time
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -260,27 +258,12 @@ def load_objective(
 
 
 def provenance() -> dict:
-    """Code version and environment of this process."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str | None:
-        try:
-            result = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return result.stdout.strip() if result.returncode == 0 else None
-
-    status = git("status", "--porcelain", "--untracked-files=no")
+    """Code version and environment of this process (the checkpoint's fields plus more)."""
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": None if status is None else bool(status),
-        "torch": str(torch.__version__),
+        **checkpoints.provenance(),
         "numpy": np.__version__,
         "python": platform.python_version(),
         "argv": list(sys.argv),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
