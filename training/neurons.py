@@ -10,8 +10,16 @@ The Heaviside step gets a surrogate derivative in the backward pass. Every surro
 ``autograd.Function`` in ``setup_context`` style whose backward is written in differentiable torch
 ops, so double backward (Hessian-vector products) is exact, and which defines ``jvp`` and uses
 the generated vmap rule, so ``torch.func.jvp(torch.func.grad(f))`` and ``vmap`` work too.
-No fused kernel is used: a backward computed from no-grad saved tensors silently drops the
-second-order terms that flow through the neuron (see the reference notes, section 7.2).
+``lif_multistep`` is the differentiable reference. The ``LIF`` module runs a fused version of it by
+default (``lif_multistep_fused``): one ``autograd.Function`` whose forward loops over ``T`` under
+no_grad with the same arithmetic (bit-identical spikes) and saves only the input, the pre-reset
+membrane and the spikes, and whose hand-written BPTT backward computes the gradient autograd
+computes through ``lif_multistep``, reset path ``u * (1 - s)`` included, to rounding. A backward
+from no-grad saved tensors is not differentiable again and would silently drop the second-order
+terms through the neuron (reference notes, section 7.2), so under ``create_graph=True`` (grad mode
+on inside backward) it recomputes the sequence with ``lif_multistep`` from the saved input and
+differentiates that, as SpikingJelly 2.0 does. Under torch.func transforms and forward-mode AD,
+which the Function does not support, the module runs ``lif_multistep`` itself.
 """
 
 from __future__ import annotations
@@ -19,9 +27,17 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 from torch import Tensor, nn
 
-__all__ = ["SURROGATES", "surrogate_derivative", "spike", "lif_multistep", "LIF"]
+__all__ = [
+    "SURROGATES",
+    "surrogate_derivative",
+    "spike",
+    "lif_multistep",
+    "lif_multistep_fused",
+    "LIF",
+]
 
 
 def _triangle(x: Tensor, alpha: float) -> Tensor:
@@ -42,6 +58,26 @@ def _arctan(x: Tensor, alpha: float) -> Tensor:
 
 SURROGATES = {"triangle": (_triangle, 1.0), "sigmoid": (_sigmoid, 4.0), "arctan": (_arctan, 2.0)}
 """name -> (derivative function, default width/slope parameter)."""
+
+
+# In-place twins of the three functions above, for the fused backward (no autograd, no copies):
+# the same operations in the same order, so the values are bit-identical (tested).
+def _triangle_(x: Tensor, alpha: float) -> Tensor:
+    x = x.abs_().neg_().add_(alpha).clamp_(min=0)
+    return x if alpha * alpha == 1 else x.div_(alpha * alpha)  # x / 1 == x: skip the pass
+
+
+def _sigmoid_(x: Tensor, alpha: float) -> Tensor:
+    one_minus = torch.rsub(x.mul_(alpha).sigmoid_(), 1)
+    return x.mul_(alpha).mul_(one_minus)
+
+
+def _arctan_(x: Tensor, alpha: float) -> Tensor:
+    # ``c / t`` on a tensor is ``t.reciprocal() * c`` in torch.
+    return x.mul_(math.pi / 2 * alpha).pow_(2).add_(1).reciprocal_().mul_(alpha / 2)
+
+
+_SURROGATES_INPLACE = {"triangle": _triangle_, "sigmoid": _sigmoid_, "arctan": _arctan_}
 
 
 def surrogate_derivative(x: Tensor, name: str = "triangle", alpha: float | None = None) -> Tensor:
@@ -141,6 +177,131 @@ def lif_multistep(
     return torch.stack(spikes)
 
 
+def _lif_forward_no_grad(x: Tensor, tau: float, v_threshold: float) -> tuple[Tensor, Tensor]:
+    """The forward of ``lif_multistep`` without a graph; op for op the same arithmetic.
+
+    Args:
+        x: Input current ``[T, B, ...]`` (any strides, e.g. expanded over ``T``).
+
+    Returns:
+        ``(spikes, h)``, both ``[T, B, ...]``; ``h`` is the membrane before the reset.
+    """
+    # Few, reused buffers: on CPU, allocating a large tensor costs more than an op on it.
+    spikes, h = torch.empty_like(x), torch.empty_like(x)
+    u = torch.empty_like(h[0])  # membrane after the reset
+    for t in range(x.shape[0]):
+        if t == 0:
+            h[0].copy_(x[0])  # tau * 0 + x[0]
+        else:
+            torch.mul(u, tau, out=h[t]).add_(x[t])
+        torch.gt(h[t], v_threshold, out=spikes[t])  # u > V_th <=> u - V_th > 0 (Sterbenz)
+        torch.neg(spikes[t], out=u).add_(1).mul_(h[t])  # hard reset u * (1 - s)
+    return spikes, h
+
+
+def _is_batched(tensor: Tensor) -> bool:
+    # A cotangent batched by autograd.grad(..., is_grads_batched=True) (legacy vmap) or by
+    # torch.func.vmap; the legacy "Batched" key has no Python enum member, hence the repr.
+    return "Batched" in repr(torch._C._dispatch_keys(tensor))
+
+
+def _lif_backward(
+    grad_spikes: Tensor, h: Tensor, spikes: Tensor, tau: float, v_threshold: float, sg_args: tuple
+) -> Tensor:
+    """BPTT through ``lif_multistep`` (the gradient autograd computes, to rounding).
+
+    With ``v[t] = h[t] * (1 - s[t])``, ``h[t+1] = tau * v[t] + x[t+1]`` and ``s = Theta(h - V_th)``
+    whose derivative is the surrogate ``d = sigma'(h - V_th)`` (the reset path included):
+    ``dL/dh[t] = dL/ds[t] * d[t] + dL/dh[t+1] * tau * ((1 - s[t]) - h[t] * d[t])``, and
+    ``dL/dx[t] = dL/dh[t]``. Everything but the recursion itself is computed for all ``t`` at once.
+
+    Args:
+        grad_spikes: ``dL/ds``, ``[T, B, ...]``.
+        h: Membrane before the reset, ``[T, B, ...]``.
+        spikes: The forward's spikes, ``[T, B, ...]``.
+        sg_args: ``(surrogate name, alpha)``.
+
+    Returns:
+        ``dL/dx``, ``[T, B, ...]``.
+    """
+    surrogate, alpha = sg_args
+    derivative = _SURROGATES_INPLACE[surrogate](h - v_threshold, alpha)  # [T, B, ...]
+    carry = torch.rsub(spikes, 1).addcmul_(h, derivative, value=-1)  # (1 - s) - h * d
+    if _is_batched(grad_spikes):
+        grad_x = grad_spikes * derivative
+    else:
+        grad_x = derivative.mul_(grad_spikes)  # the direct term dL/ds * d, completed below
+    for t in range(h.shape[0] - 2, -1, -1):
+        grad_x[t].addcmul_(grad_x[t + 1], carry[t], value=tau)
+    return grad_x
+
+
+def _is_transformed() -> bool:
+    """True inside torch.func transforms or a forward-mode AD level (no fused LIF there)."""
+    # The fused Function has no jvp or vmap rule; these two flags are what PyTorch itself checks.
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
+class _FusedLIF(torch.autograd.Function):
+    """``lif_multistep`` in one Function; exact BPTT backward, differentiable fallback."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, tau: float, v_threshold: float, surrogate: str, alpha: float):
+        spikes, h = _lif_forward_no_grad(x, tau, v_threshold)
+        ctx.save_for_backward(x, h, spikes)
+        ctx.options = (tau, v_threshold, surrogate, alpha)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor):
+        x, h, spikes = ctx.saved_tensors
+        tau, v_threshold, surrogate, alpha = ctx.options
+        create_graph = torch.is_grad_enabled()
+        if create_graph or _is_transformed():
+            # create_graph=True: the hand-written backward is not differentiable in x, so
+            # differentiate the reference instead (SpikingJelly 2.0's _higher_order_grad).
+            # The same under torch.func transforms of the backward, which it does not support.
+            with torch.enable_grad():
+                reference = lif_multistep(x, tau, v_threshold, surrogate, alpha)
+            (grad_x,) = torch.autograd.grad(reference, x, grad_spikes, create_graph=create_graph)
+        else:
+            grad_x = _lif_backward(grad_spikes, h, spikes, tau, v_threshold, (surrogate, alpha))
+        return grad_x, None, None, None, None
+
+
+def lif_multistep_fused(
+    x: Tensor,
+    tau: float = 0.5,
+    v_threshold: float = 1.0,
+    surrogate: str = "triangle",
+    alpha: float | None = None,
+) -> Tensor:
+    """``lif_multistep`` with a fused forward and BPTT backward; the same values and gradients.
+
+    Double backward (``create_graph=True``) recomputes through ``lif_multistep``, so HVPs are
+    exact too. Inside torch.func transforms or forward-mode AD, it calls ``lif_multistep``.
+
+    Args:
+        x: Input current ``I``, shape ``[T, B, ...]``.
+        tau: Leak factor (TET: 0.5).
+        v_threshold: Firing threshold (TET: 1.0).
+        surrogate: Surrogate derivative name.
+        alpha: Surrogate width or slope (``None``: default).
+
+    Returns:
+        Spikes ``[T, B, ...]``.
+
+    Raises:
+        ValueError: On an unknown surrogate name.
+    """
+    if surrogate not in SURROGATES:
+        raise ValueError(f"unknown surrogate {surrogate!r}; expected one of {sorted(SURROGATES)}")
+    if _is_transformed():
+        return lif_multistep(x, tau, v_threshold, surrogate, alpha)
+    alpha = SURROGATES[surrogate][1] if alpha is None else float(alpha)
+    return _FusedLIF.apply(x, tau, v_threshold, surrogate, alpha)
+
+
 class LIF(nn.Module):
     """Multi-step LIF layer: ``[T, B, ...]`` currents in, ``[T, B, ...]`` spikes out.
 
@@ -151,6 +312,8 @@ class LIF(nn.Module):
         v_threshold: Firing threshold.
         surrogate: Surrogate derivative name (``triangle``, ``sigmoid``, ``arctan``).
         alpha: Surrogate width (triangle gamma) or slope; ``None`` for the default.
+        use_fused: Run ``lif_multistep_fused`` (default; same values, gradients and HVPs, faster)
+            instead of the plain differentiable loop ``lif_multistep``.
     """
 
     def __init__(
@@ -159,13 +322,17 @@ class LIF(nn.Module):
         v_threshold: float = 1.0,
         surrogate: str = "triangle",
         alpha: float | None = None,
+        use_fused: bool = True,
     ) -> None:
         super().__init__()
         surrogate_derivative(torch.zeros(()), surrogate, alpha)  # validate early
         self.tau, self.v_threshold, self.surrogate, self.alpha = tau, v_threshold, surrogate, alpha
+        self.use_fused = use_fused
 
     def forward(self, x: Tensor) -> Tensor:
-        return lif_multistep(x, self.tau, self.v_threshold, self.surrogate, self.alpha)
+        """Args: x ``[T, B, ...]`` input currents. Returns: spikes ``[T, B, ...]``."""
+        multistep = lif_multistep_fused if self.use_fused else lif_multistep
+        return multistep(x, self.tau, self.v_threshold, self.surrogate, self.alpha)
 
     def extra_repr(self) -> str:
         return (
