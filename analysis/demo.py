@@ -16,9 +16,25 @@ from typing import Callable
 
 from training.config import ArgumentParser
 
-SEEDS = ("0", "1", "2")
 MAIN_T = 4
-EPOCHS = 15
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much work the demo does (the default fits 15 minutes on 2 CPU cores)."""
+
+    epochs: int = 15
+    seeds: tuple[str, ...] = ("0", "1", "2")
+    switch_at: int = 10
+    tit_epochs: int = 3
+    samples: str = "512"
+    grid: int = 21
+    interp_points: int = 41
+    epoch_stride: int = 3
+
+
+TINY = Scale(epochs=2, seeds=("0", "1"), switch_at=1, tit_epochs=1, samples="64", grid=5,
+             interp_points=5, epoch_stride=1)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,33 +72,33 @@ def _last(runs: Path, names: list[str]) -> list[str]:
     return [str(runs / name / "last.pt") for name in names]
 
 
-def training_stages(runs: Path) -> list[Stage]:
+def training_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
     """Main runs (3 seeds x SDT/TET, per-epoch checkpoints), switch, T=2/T=6 and TIT runs."""
-    common = ["--out", str(runs), "--resume", "--quiet", "--epochs", str(EPOCHS)]
-    main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
-    other_T = [_run_name("tet", s, T) for T in (2, 6) for s in SEEDS]
-    tit = [_run_name("tet", s, 6, "-init") for s in SEEDS]
+    common = ["--out", str(runs), "--resume", "--quiet", "--epochs", str(scale.epochs)]
+    main = [_run_name(m, s) for s in scale.seeds for m in ("sdt", "tet")]
+    other_T = [_run_name("tet", s, T) for T in (2, 6) for s in scale.seeds]
+    tit = [_run_name("tet", s, 6, "-init") for s in scale.seeds]
     stages = [
         Stage(
             "train SDT and TET, 3 seeds",
             tuple(runs / n / "last.pt" for n in main),
-            _train(["--seeds", *SEEDS, "--save-every", "1", *common]),
+            _train(["--seeds", *scale.seeds, "--save-every", "1", *common]),
         ),
         Stage(
             "train SDT -> TET switch",
-            (runs / _run_name("sdt", "0", suffix="-switch10") / "last.pt",),
-            _train(["--method", "sdt", "--switch-to-tet-at", "10", *common]),
+            (runs / _run_name("sdt", "0", suffix=f"-switch{scale.switch_at}") / "last.pt",),
+            _train(["--method", "sdt", "--switch-to-tet-at", str(scale.switch_at), *common]),
         ),
         Stage(
             "train TET at T=2 (TIT's start) and T=6 (from scratch)",
             tuple(runs / n / "last.pt" for n in other_T),
             lambda: max(
-                _train(["--T", T, "--method", "tet", "--seeds", *SEEDS, *common])()
+                _train(["--T", T, "--method", "tet", "--seeds", *scale.seeds, *common])()
                 for T in ("2", "6")
             ),
         ),
     ]
-    for seed, name in zip(SEEDS, tit):
+    for seed, name in zip(scale.seeds, tit):
         source = runs / _run_name("tet", seed, 2) / "last.pt"
         argv = [
             "--T",
@@ -98,7 +114,7 @@ def training_stages(runs: Path) -> list[Stage]:
             "--resume",
             "--quiet",
             "--epochs",
-            "3",
+            str(scale.tit_epochs),
         ]
         stages.append(
             Stage(f"TIT fine-tune at T=6, seed {seed}", (runs / name / "last.pt",), _train(argv))
@@ -106,20 +122,20 @@ def training_stages(runs: Path) -> list[Stage]:
     return stages
 
 
-def analysis_stages(runs: Path) -> list[Stage]:
+def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
     """Hessian, per-epoch sharpness, time steps, surfaces, sharpness metrics, momentum."""
     out = runs / "analysis"
-    main = [_run_name(m, s) for s in SEEDS for m in ("sdt", "tet")]
+    main = [_run_name(m, s) for s in scale.seeds for m in ("sdt", "tet")]
     finals = _last(runs, main)
     epochs = [
         str(runs / _run_name(m, "0") / f"epoch_{e:03d}.pt")
         for m in ("sdt", "tet")
-        for e in range(0, EPOCHS + 1, 3)
+        for e in range(0, scale.epochs + 1, scale.epoch_stride)
     ]
     every = sorted(str(p) for p in runs.glob("*/last.pt")) or finals
     sdt0, tet0 = _last(runs, [_run_name("sdt", "0"), _run_name("tet", "0")])
     quiet = ["--quiet", "--overwrite"]
-    hessian = ["--top-k", "5", "--samples", "512", "--num-matvecs", "30", *quiet]
+    hessian = ["--top-k", "5", "--samples", scale.samples, "--num-matvecs", "30", *quiet]
     density = ["--density", "--density-steps", "40", "--density-repeats", "2"]
     stages = [
         Stage(
@@ -140,9 +156,17 @@ def analysis_stages(runs: Path) -> list[Stage]:
         )
         for loss in ("sdt", "tet")
     ]
-    top1 = ["--top-k", "1", "--trace", "none", "--samples", "512", *quiet]
-    surface = ["--samples", "512", *quiet]
-    interp = [sdt0, "--dim", "1", "--directions", f"interp:{tet0}", "--x", "-0.5:1.5:41"]
+    top1 = ["--top-k", "1", "--trace", "none", "--samples", scale.samples, *quiet]
+    surface = ["--samples", scale.samples, *quiet]
+    interp = [
+        sdt0,
+        "--dim",
+        "1",
+        "--directions",
+        f"interp:{tet0}",
+        "--x",
+        f"-0.5:1.5:{scale.interp_points}",
+    ]
     return stages + [
         Stage(
             "top eigenvalue along training (seed 0)",
@@ -157,7 +181,7 @@ def analysis_stages(runs: Path) -> list[Stage]:
         Stage(
             "2D surfaces of the SDT and TET minima (seed 0)",
             (out / "surface" / "sdt" / "done", out / "surface" / "tet" / "done"),
-            lambda: _surfaces(out / "surface", sdt0, tet0, surface),
+            lambda: _surfaces(out / "surface", sdt0, tet0, surface, scale.grid),
         ),
         Stage(
             "1D interpolation SDT -> TET (seed 0)",
@@ -188,10 +212,10 @@ def _mark(folder: Path, code: int) -> int:
     return code
 
 
-def _surfaces(out: Path, sdt: str, tet: str, common: list[str]) -> int:
+def _surfaces(out: Path, sdt: str, tet: str, common: list[str], grid: int) -> int:
     codes = []
     for name, path in (("sdt", sdt), ("tet", tet)):
-        argv = [path, "--dim", "2", "--x", "-1:1:21", "--out", str(out / name), *common]
+        argv = [path, "--dim", "2", "--x", f"-1:1:{grid}", "--out", str(out / name), *common]
         codes.append(_mark(out / name, _analysis("surface", argv)()))
     return max(codes)
 
@@ -204,6 +228,7 @@ def _stream(first: list[Stage], later: Callable[[], list[Stage]]):
 def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+    parser.add_argument("--tiny", action="store_true", help="a minimal run (smoke tests)")
     parser.add_argument(
         "--figures", default="figures", help="figures folder (default: %(default)s)"
     )
@@ -214,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs, figures = Path(args.runs), Path(args.figures)
     began = time.perf_counter()
-    stages = training_stages(runs)
-    for stage in _stream(stages, lambda: analysis_stages(runs)):  # analyses see the trained runs
+    scale = TINY if args.tiny else Scale()
+    stages = training_stages(runs, scale)
+    for stage in _stream(
+        stages, lambda: analysis_stages(runs, scale)
+    ):  # analyses see the trained runs
         if all(path.exists() for path in stage.outputs):
             print(f"[demo] {stage.name}: done, skipped", file=sys.stderr)
             continue
