@@ -116,7 +116,7 @@ def _tit_rows(root: Path) -> pd.DataFrame:
         kind = "scratch"
         if run.role == "tit":
             source = Path(run.config["init_from"]).parent
-            parent = next((r for r in runs if r.path.name == source.name), None)  # moved folders too
+            parent = next((r for r in runs if r.path.name == source.name), None)  # moved too
             cost += parent.T * len(parent.metrics()) if parent else 0
             kind = "TIT"
         elif run.role != "plain":
