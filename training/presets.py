@@ -54,7 +54,7 @@ def _dvs_presets() -> dict[str, Preset]:
                 "batch 128 [code: 150 epochs; 2022 script trained VGGSNNwoAP]",
                 {"model": "vggsnn", "dataset": "cifar10_dvs", "data_root": "data/cifar10_dvs",
                  "T": 10, "method": method, "tet_lambda": 1e-3, "epochs": 300, "batch_size": 128,
-                 "augment": augment, "eval_train": False, **_ADAM},
+                 "augment": augment, "eval_train": False, "stats_samples": 64, **_ADAM},
             )  # fmt: skip
     presets["fig3-dvs-switch"] = Preset(
         "Fig. 3: VGGSNN on CIFAR10-DVS, SDT for 200 epochs, then TET to epoch 300 (lambda 1e-3)",
