@@ -244,11 +244,12 @@ def evaluate(
     return {**means, "firing_rate": rate}
 
 
-def _write_metrics(path: Path, history: list[dict]) -> None:
+def _write_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
+    """Write dict rows as a CSV file atomically (columns not in ``fieldnames`` are left out)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(history)
+    writer.writerows(rows)
     checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
 
 
@@ -420,7 +421,7 @@ def train(
         if config.save_every and (epoch + 1) % config.save_every == 0:
             save(run_dir / f"epoch_{epoch + 1:03d}.pt", epoch + 1)
         if dist.is_main:
-            _write_metrics(run_dir / "metrics.csv", history)
+            _write_rows(run_dir / "metrics.csv", history, METRICS)
         epochs.set_postfix(test_acc=f"{history[-1]['test_acc']:.3f}")
         dist.barrier()
     return run_dir / "last.pt"
@@ -464,11 +465,7 @@ class MomentumTracker:
                 if len(self.trajectory) > 1 else None}  # fmt: skip
 
     def write(self, path: Path) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.rows[0]))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+        _write_rows(path, self.rows, list(self.rows[0]))
 
 
 def _epoch(config, epoch, forward_model, model, optimizer, data: _Data, dist, progress) -> dict:
