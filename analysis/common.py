@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import hashlib
 import io
 import platform
 import sys
-import types
-import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from landscape import LinearOperator, Objective, atomic_write
+from landscape.io import resolve_device
 from training import checkpoint as checkpoints
+from training.config import add_config_args, config_from_args, option
 from training.data import TensorLoader, dataset_for
 from training.losses import get_loss, per_step_ce
 
@@ -55,11 +54,6 @@ __all__ = [
 LOSSES = ("checkpoint", "sdt", "tet")
 
 
-def option(default, help: str, **extra) -> Any:
-    """A dataclass field whose metadata becomes a command-line flag (STYLE.md section 4)."""
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """What every analysis command evaluates: the loss, the data subset, device and dtype."""
@@ -74,28 +68,6 @@ class DataConfig:
         "float32", "dtype of parameters, data and products", choices=("float32", "float64")
     )
     seed: int = option(0, "seed of the sample subset and of the random probes")
-
-
-def _base_type(annotation: Any) -> type:
-    if isinstance(annotation, types.UnionType):  # ``int | None`` -> int
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def add_config_args(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag-name`` per field of a config dataclass, with its default, help and choices."""
-    hints = typing.get_type_hints(cls)
-    for item in dataclasses.fields(cls):
-        help_text = item.metadata.get("help", "") + " (default: %(default)s)"
-        flag, kind = "--" + item.name.replace("_", "-"), _base_type(hints[item.name])
-        if kind is bool:
-            action = argparse.BooleanOptionalAction
-            parser.add_argument(flag, action=action, default=item.default, help=help_text)
-        else:
-            choices = item.metadata.get("choices")
-            parser.add_argument(
-                flag, type=kind, default=item.default, choices=choices, help=help_text
-            )
 
 
 def add_output_args(parser: argparse.ArgumentParser) -> None:
@@ -122,24 +94,6 @@ def add_common_args(parser: argparse.ArgumentParser, samples: int = 1024) -> Non
     add_config_args(parser, DataConfig)
     parser.set_defaults(samples=samples)
     add_output_args(parser)
-
-
-def config_from_args(args: argparse.Namespace, cls: type) -> Any:
-    """The config dataclass from parsed flags."""
-    return cls(**{item.name: getattr(args, item.name) for item in dataclasses.fields(cls)})
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu.
-
-    Raises:
-        ValueError: If cuda is requested but not available.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
 
 
 def resolve_dtype(name: str) -> torch.dtype:

@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.common import write_csv
+from landscape.io import resolve_device
 from analysis.plots_momentum import save_momentum_figures
 from training import checkpoint
 from training.config import ArgumentParser
 from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
 from training.momentum import gradient_statistics, momentum_subset, statistics_rows
-from training.trainer import resolve_device
 
 COLUMNS = ("source", "method", "epoch", "loss", "quantity", "t", "s", "layer", "value")
 

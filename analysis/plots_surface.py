@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape.results import atomic_write
+from landscape.io import atomic_write
 from landscape.surface import Surface
 
 __all__ = [

@@ -15,7 +15,7 @@ import torch
 
 from analysis.artifacts import ANALYSIS, MissingArtifact, find_runs, main_runs, read_csv
 from analysis.claims import RULE, Verdict, check_all, compare_means
-from training.checkpoint import atomic_write
+from landscape.io import atomic_write_text
 from training.config import ArgumentParser
 
 FIGURES = [
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     figures.mkdir(parents=True, exist_ok=True)
-    atomic_write(figures / "REPORT.md", lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(figures / "REPORT.md", text)
     print(f"wrote {figures / 'REPORT.md'}", file=sys.stderr)
     return 0
 

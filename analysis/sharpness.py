@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from analysis import common  # noqa: E402
 from analysis.surface import load_batches, metrics_for  # noqa: E402
-from training.trainer import spike_counter  # noqa: E402
+from training.spikes import spike_counter  # noqa: E402
 from landscape import save_json  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
 from landscape.sharpness import epsilon_sharpness, perturbation_sharpness  # noqa: E402

@@ -55,7 +55,7 @@ from training.data import TensorLoader, dataset_for  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
 from training.losses import loss_terms  # noqa: E402
-from training.trainer import spike_counter  # noqa: E402
+from training.spikes import spike_counter  # noqa: E402
 
 KINDS = ("random", "interp", "pca", "eigen")
 LOSSES = ("l_sdt", "l_tet")

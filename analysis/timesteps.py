@@ -15,11 +15,12 @@ import torch
 from torch import Tensor, nn
 
 from analysis.common import file_sha256, write_csv
+from landscape.io import resolve_device
 from training import checkpoint
 from training.config import ArgumentParser
 from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
-from training.trainer import evaluate, resolve_device
+from training.trainer import evaluate
 
 COLUMNS = (
     "checkpoint", "sha256", "method", "train_T", "T", "split",

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from landscape.io import atomic_write
 
 __all__ = [
     "EigenResult",
@@ -157,27 +157,6 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (Path, torch.dtype, torch.device)):
         return str(value)
     return value
-
-
-def atomic_write(path: str | Path, write: Any) -> Path:
-    """Write a file atomically: ``write(binary_file)`` to a temp file, fsync, rename over ``path``.
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_json(path: str | Path, payload: Any) -> Path:

@@ -13,10 +13,8 @@ types only. Layout (``FORMAT_VERSION = 1``)::
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from landscape.io import atomic_write
 from training import models
 from training.errors import CheckpointError
 
@@ -32,7 +31,6 @@ __all__ = [
     "save",
     "load",
     "load_raw",
-    "atomic_write",
     "clean_state_dict",
     "provenance",
 ]
@@ -40,27 +38,6 @@ __all__ = [
 FORMAT_VERSION = 1
 KIND = "tet-landscape-checkpoint"
 _REQUIRED = ("format_version", "model", "config", "epoch")
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Write a file atomically: ``write(tmp_path)``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def provenance() -> dict:
@@ -111,7 +88,7 @@ def save(
         "provenance": provenance(),
         **state,
     }
-    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    atomic_write(path, lambda file: torch.save(checkpoint, file))
 
 
 def clean_state_dict(state_dict: dict) -> dict:

@@ -16,6 +16,7 @@ __all__ = [
     "ArgumentParser",
     "TrainConfig",
     "add_config_args",
+    "option",
     "apply_defaults",
     "config_from_args",
     "load_config_file",
@@ -29,8 +30,12 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _f(default, help: str, **extra):
+def option(default, help: str, **extra):
+    """A dataclass field whose metadata (help, choices) becomes a command-line flag."""
     return field(default=default, metadata={"help": help, **extra})
+
+
+_f = option
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,16 @@ def _base_type(annotation) -> type:
     return annotation
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig, exclude=()) -> None:
-    """Add one ``--flag-name`` per dataclass field, with the field's default and help."""
+def add_config_args(
+    parser: argparse.ArgumentParser, cls=TrainConfig, exclude=(), title: str | None = None
+) -> None:
+    """Add one ``--flag-name`` per dataclass field, with the field's default, help and choices.
+
+    The toolkit's one config-to-flags generator: training and every analysis command use it.
+    Fields are declared with :func:`option` (``choices`` in its metadata become argparse choices).
+    """
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields")
+    group = parser.add_argument_group(title or f"{cls.__name__} fields")
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
@@ -124,7 +135,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig, exclude=()
                 flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
             )
         else:
-            group.add_argument(flag, type=kind, default=f.default, help=help_text)
+            choices = f.metadata.get("choices")
+            group.add_argument(flag, type=kind, default=f.default, choices=choices, help=help_text)
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.checkpoint import atomic_write
+from landscape.io import atomic_write
 
 __all__ = [
     "CLASSES",
@@ -160,9 +160,8 @@ def _source_frames(path: Path, T: int) -> np.ndarray:
     raise ValueError(f"{path}: expected key 'frames' or keys 't', 'x', 'y', 'p'")
 
 
-def _write_frames(path: str, frames: Tensor) -> None:
-    with open(path, "wb") as file:  # a file object: np.savez would append ".npz" to a name
-        np.savez(file, frames=frames.numpy())
+def _write_frames(file, frames: Tensor) -> None:
+    np.savez(file, frames=frames.numpy())  # a file object: np.savez would append ".npz" to a name
 
 
 def _cached_frames(source: Path, cache: Path, T: int, size: int) -> Tensor:
@@ -171,7 +170,7 @@ def _cached_frames(source: Path, cache: Path, T: int, size: int) -> Tensor:
         with np.load(cache) as data:
             return torch.from_numpy(data["frames"])
     frames = resize_frames(_source_frames(source, T), size)
-    atomic_write(cache, lambda path: _write_frames(path, frames))
+    atomic_write(cache, lambda file: _write_frames(file, frames))
     return frames
 
 

@@ -1,23 +1,11 @@
-"""Expected user-facing errors: the CLIs print them as one line and exit non-zero."""
+"""The toolkit's user-facing errors; defined on the bottom floor (``landscape.errors``)."""
+
+from landscape.errors import (  # noqa: F401
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DivergenceError,
+    ToolkitError,
+)
 
 __all__ = ["ToolkitError", "DataError", "CheckpointError", "ConfigError", "DivergenceError"]
-
-
-class ToolkitError(Exception):
-    """Base class of errors caused by input the user can fix (no traceback is shown)."""
-
-
-class DataError(ToolkitError):
-    """A dataset is missing, malformed or unknown."""
-
-
-class CheckpointError(ToolkitError):
-    """A checkpoint is missing, truncated, foreign, or does not fit its model."""
-
-
-class ConfigError(ToolkitError):
-    """A configuration value or combination is invalid."""
-
-
-class DivergenceError(ToolkitError):
-    """The loss became NaN or infinite during training."""

@@ -10,19 +10,19 @@ Under ``torchrun`` the same command trains with DistributedDataParallel (see dis
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from landscape.io import atomic_write_text, resolve_device
 from training import checkpoint, models
 from training.config import TrainConfig
 from training.data import TensorLoader, dataset_for, random_crop_flip
@@ -37,7 +37,7 @@ from training.momentum import (
     statistics_rows,
     update_cosine,
 )
-from training.neurons import LIF
+from training.spikes import spike_counter
 
 __all__ = [
     "check_config",
@@ -45,7 +45,6 @@ __all__ = [
     "model_kwargs_for",
     "build_optimizer",
     "method_at",
-    "spike_counter",
     "train_one_epoch",
     "evaluate",
     "train",
@@ -58,15 +57,6 @@ METRICS = [
     "test_acc", "test_l_sdt", "test_l_tet", "test_l_steps", "firing_rate",
     "grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos", "seconds",
 ]  # fmt: skip
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
 
 
 def check_config(config: TrainConfig) -> None:
@@ -124,31 +114,6 @@ def method_at(config: TrainConfig, epoch: int) -> str:
     if config.switch_to_tet_at and epoch >= config.switch_to_tet_at:
         return "tet"
     return config.method
-
-
-@contextlib.contextmanager
-def spike_counter(model: nn.Module) -> Iterator[dict[str, list[float]]]:
-    """Count spikes of every LIF layer during the forwards inside the block.
-
-    Yields:
-        ``{layer_name: [spikes, neuron_steps]}``, filled as forwards run; hooks are removed after.
-    """
-    counts: dict[str, list[float]] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, LIF):
-            counts[name] = [0.0, 0.0]
-
-            def hook(module, inputs, output, name=name):
-                counts[name][0] += float(output.detach().sum())
-                counts[name][1] += output.numel()
-
-            handles.append(module.register_forward_hook(hook))
-    try:
-        yield counts
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _shard(x: Tensor, dist: Distributed, batch_dim: int) -> Tensor:
@@ -250,7 +215,7 @@ def _write_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    checkpoint.atomic_write(path, lambda tmp: Path(tmp).write_text(buffer.getvalue()))
+    atomic_write_text(path, buffer.getvalue())
 
 
 def run_status(run_dir: Path) -> tuple[int, int] | None:
@@ -394,7 +359,7 @@ def train(
     tracker = MomentumTracker(config, data.train, model, resumed) if config.gradient_stats else None
     if dist.is_main:
         text = json.dumps(stored, indent=2)
-        checkpoint.atomic_write(run_dir / "config.json", lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(run_dir / "config.json", text)
     forward_model = _forward_model(model, config, dist, device)
 
     def save(path: Path, epoch: int) -> None:

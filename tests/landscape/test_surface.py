@@ -29,7 +29,7 @@ from landscape.surface import (
 )
 from training.losses import loss_terms
 from training.models import build
-from training.trainer import spike_counter
+from training.spikes import spike_counter
 
 RTOL = 1e-10
 

@@ -85,15 +85,3 @@ def test_state_dict_that_does_not_fit_names_the_keys(tmp_path):
     message = str(info.value)
     assert "missing 1: classifier.1.bias" in message and "unexpected 1: extra.weight" in message
     assert "wrong shape 1: features.0.0.weight (3, 1, 3, 3) vs model (16, 1, 3, 3)" in message
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "out.txt"
-
-    def failing(tmp):
-        open(tmp, "w").write("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        checkpoint.atomic_write(target, failing)
-    assert list(tmp_path.iterdir()) == []
