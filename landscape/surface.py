@@ -19,6 +19,9 @@ point, when the directions move buffers); ``"recompute"`` re-estimates them at e
 equal-weight average over ``bn_batches`` (momentum ``None``) in train mode, then evaluates in eval
 mode. Grids are evaluated in chunks written by :class:`SurfaceStore`, so a killed run resumes and
 several processes can share a grid (chunk ``c`` belongs to rank ``c % world_size``).
+
+``SurfaceStore``/``iter_surface`` live in :mod:`landscape.store` and ``Surface`` with its files in
+:mod:`landscape.surface_io`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,7 +37,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from landscape.objective import eval_mode
-from landscape.results import load_json, save_json, save_npz
+from landscape.store import SurfaceStore, iter_surface
+from landscape.surface_io import Surface, load_surface, load_surface_frame, save_surface
 
 __all__ = [
     "BN_MODES",
@@ -398,160 +401,3 @@ class SurfaceEvaluator:
             for name in spikes[0]:
                 result[f"rate/{name}"] = column([r[name][0] / r[name][1] for r in spikes])
         return result
-
-
-class SurfaceStore:
-    """Chunk files of a grid being computed: ``<folder>/chunk_NNNNNN.npz``, each written atomically.
-
-    Every chunk records ``fingerprint`` (a digest of everything that defines the surface); a chunk
-    with another fingerprint or an unreadable file counts as missing.
-
-    Args:
-        folder: Directory of the chunk files.
-        num_points: Grid size ``N``.
-        chunk_size: Points per chunk (the unit of resume and of work sharing).
-        fingerprint: Settings digest.
-    """
-
-    def __init__(self, folder: str | Path, num_points: int, chunk_size: int, fingerprint: str):
-        if num_points < 1 or chunk_size < 1:
-            raise ValueError(
-                f"num_points and chunk_size must be >= 1, got {num_points}, {chunk_size}"
-            )
-        self.folder, self.fingerprint = Path(folder), fingerprint
-        self.num_points, self.chunk_size = num_points, chunk_size
-        self.num_chunks = -(-num_points // chunk_size)
-
-    def indices(self, chunk: int) -> np.ndarray:
-        """Grid indices of a chunk."""
-        return np.arange(
-            chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, self.num_points)
-        )
-
-    def _path(self, chunk: int) -> Path:
-        return self.folder / f"chunk_{chunk:06d}.npz"
-
-    def _read(self, chunk: int) -> dict[str, np.ndarray] | None:
-        try:
-            with np.load(self._path(chunk), allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, KeyError):
-            return None
-        if str(arrays.pop("_fingerprint", "")) != self.fingerprint:
-            return None
-        return arrays
-
-    def is_done(self, chunk: int) -> bool:
-        """True when the chunk's file exists, is readable and has this fingerprint."""
-        return self._path(chunk).is_file() and self._read(chunk) is not None
-
-    def write(self, chunk: int, values: Mapping[str, Tensor]) -> None:
-        """Write one chunk's ``name -> [len(indices)]`` values atomically."""
-        save_npz(self._path(chunk), {**values, "_fingerprint": np.array(self.fingerprint)})
-
-    def read(self) -> dict[str, np.ndarray]:
-        """All values, name -> ``[N]`` in grid order.
-
-        Raises:
-            RuntimeError: If a chunk is missing or stale.
-        """
-        parts = [self._read(chunk) for chunk in range(self.num_chunks)]
-        missing = [chunk for chunk, part in enumerate(parts) if part is None]
-        if missing:
-            raise RuntimeError(f"{len(missing)} chunk(s) missing in {self.folder}: {missing[:5]}")
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def iter_surface(
-    evaluator: SurfaceEvaluator,
-    coords: Tensor,
-    store: SurfaceStore,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Iterator[tuple[int, int, bool]]:
-    """Compute this rank's chunks that are not on disk yet; yields after each chunk.
-
-    Args:
-        evaluator: The engine.
-        coords: ``[N, D]`` all grid points (e.g. ``Grid.coordinates()``).
-        store: Where chunks go.
-        rank: This process's rank; it owns chunks ``c`` with ``c % world_size == rank``.
-        world_size: Number of processes sharing the grid.
-
-    Yields:
-        ``(chunk, num_points, resumed)``: ``resumed`` is True for a chunk found on disk.
-    """
-    if coords.shape[0] != store.num_points:
-        raise ValueError(f"coords has {coords.shape[0]} points, the store {store.num_points}")
-    for chunk in range(rank, store.num_chunks, world_size):
-        indices = store.indices(chunk)
-        if store.is_done(chunk):
-            yield chunk, len(indices), True
-            continue
-        store.write(chunk, evaluator.evaluate(coords[torch.as_tensor(indices)]))
-        yield chunk, len(indices), False
-
-
-@dataclass
-class Surface:
-    """A computed surface.
-
-    Attributes:
-        axes: ``D`` coordinate arrays (``[nx]``, ``[ny]``).
-        values: name -> array of the grid's shape ``(nx,)`` or ``(nx, ny)`` (x-major: ``[i, j]``
-            is the point ``(axes[0][i], axes[1][j])``).
-        metadata: Settings, provenance and summaries (JSON types).
-        extras: Further arrays, e.g. ``trajectory`` ``[E, 2]`` for PCA surfaces.
-    """
-
-    axes: list[np.ndarray]
-    values: dict[str, np.ndarray]
-    metadata: dict = field(default_factory=dict)
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def frame(self):
-        """Long format: a row per point and metric; columns ``x`` (``y``), ``metric``, ``value``."""
-        import pandas as pd
-
-        mesh = np.meshgrid(*self.axes, indexing="ij")
-        columns = {name: m.reshape(-1) for name, m in zip("xy", mesh)}
-        frames = [
-            pd.DataFrame({**columns, "metric": name, "value": value.reshape(-1)})
-            for name, value in self.values.items()
-        ]
-        return pd.concat(frames, ignore_index=True)
-
-
-def save_surface(path: str | Path, surface: Surface) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` (metadata, axes, metric names) and ``<stem>.npz`` (arrays), atomically.
-
-    Returns:
-        The two paths.
-    """
-    path = Path(path).with_suffix("")
-    arrays = {f"axis{i}": axis for i, axis in enumerate(surface.axes)}
-    arrays.update({f"value/{k}": v for k, v in surface.values.items()})
-    arrays.update({f"extra/{k}": v for k, v in surface.extras.items()})
-    npz = save_npz(path.with_suffix(".npz"), arrays)
-    payload = {"kind": "surface", "format_version": 1, **surface.metadata}
-    payload.update(axes=surface.axes, metrics=list(surface.values), arrays=npz.name)
-    return save_json(path.with_suffix(".json"), payload), npz
-
-
-def load_surface(path: str | Path) -> Surface:
-    """Read a surface written by :func:`save_surface` (give the ``.json``, ``.npz`` or stem)."""
-    path = Path(path).with_suffix("")
-    metadata = load_json(path.with_suffix(".json"))
-    with np.load(path.with_suffix(".npz"), allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    axes = [arrays[f"axis{i}"] for i in range(len(metadata["axes"]))]
-    values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
-    extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
-    for key in ("axes", "metrics", "arrays"):
-        metadata.pop(key, None)
-    return Surface(axes, values, metadata, extras)
-
-
-def load_surface_frame(path: str | Path):
-    """A surface file as a long-format ``pandas.DataFrame`` in one call (see ``Surface.frame``)."""
-    return load_surface(path).frame()
