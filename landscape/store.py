@@ -1,4 +1,4 @@
-"""Resumable, shareable grid computation: chunk files on disk and the loop that fills them.
+"""Grids and their resumable, shareable computation: chunk files and the loop that fills them.
 
 A grid of ``N`` points is cut into chunks of ``chunk_size`` points; each chunk is one ``.npz``
 file written atomically with a fingerprint of the settings, so a killed run resumes and several
@@ -8,6 +8,7 @@ processes share a grid (chunk ``c`` belongs to rank ``c % world_size``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -17,7 +18,53 @@ from torch import Tensor
 
 from landscape.results import save_npz
 
-__all__ = ["SurfaceStore", "iter_surface"]
+__all__ = ["Grid", "SurfaceStore", "iter_surface"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A 1-D or 2-D grid of coordinates; points are ordered x-major (``indexing="ij"``).
+
+    Attributes:
+        axes: One tuple of coordinates per direction, e.g. ``(xs,)`` or ``(xs, ys)``.
+    """
+
+    axes: tuple[tuple[float, ...], ...]
+
+    @classmethod
+    def linspace(cls, *ranges: tuple[float, float, int]) -> Grid:
+        """A grid from ``(low, high, num)`` per axis.
+
+        Raises:
+            ValueError: On more than two axes, ``low >= high`` or ``num < 1``.
+
+        Example:
+            >>> Grid.linspace((-1, 1, 3), (0, 1, 2)).coordinates().tolist()
+            [[-1.0, 0.0], [-1.0, 1.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+        """
+        if not 1 <= len(ranges) <= 2:
+            raise ValueError(f"a grid has 1 or 2 axes, got {len(ranges)}")
+        for low, high, num in ranges:
+            if int(num) < 1 or not np.isfinite([low, high]).all() or (num > 1 and low >= high):
+                raise ValueError(f"grid range must be low:high:num with low < high, num >= 1; got "
+                                 f"{low}:{high}:{num}")  # fmt: skip
+        return cls(tuple(tuple(np.linspace(lo, hi, int(n)).tolist()) for lo, hi, n in ranges))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(nx,)`` or ``(nx, ny)``."""
+        return tuple(len(axis) for axis in self.axes)
+
+    @property
+    def num_points(self) -> int:
+        """Number of grid points."""
+        return int(np.prod(self.shape))
+
+    def coordinates(self) -> Tensor:
+        """All points, ``[num_points, D]`` float64, x-major."""
+        axes = [torch.tensor(axis, dtype=torch.float64) for axis in self.axes]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
 
 
 class Evaluates(Protocol):
