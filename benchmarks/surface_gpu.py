@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--dry-run", action="store_true", help="tiny model and data on the CPU")
     args = parser.parse_args(argv)
     if args.dry_run:
-        args.device, args.width, args.samples, args.points = "cpu", 0.0625, 16, 4
-        args.batch_size, args.points_per_forward = 8, 2
+        args.device, args.width, args.samples, args.points = "cpu", 0.0625, 4, 2
+        args.batch_size, args.points_per_forward = 4, 2
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = build("resnet19", T=args.T, width=args.width).to(device).eval()

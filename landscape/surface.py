@@ -188,7 +188,7 @@ class SurfaceEvaluator:
 
     def _cache(self, x: Tensor, batch_size: int) -> InputCache | None:
         layer = self.input_layer
-        if layer is None:
+        if not layer:  # None, or "" (the model itself is the layer: nothing to cache around)
             return None
         return build_cache(self.model, layer, self._centre, self._directions, x, batch_size)
 
