@@ -2,7 +2,8 @@
 # GPU check of the training fast paths (issue 3): images/s and peak memory of full-width ResNet-19
 # on CIFAR-shaped random data (batch 128, T=4), fp32 and bf16 autocast, eager and torch.compile
 # (200 timed steps eager, 100 compiled), then the ours / official-style throughput ratio on the GPU.
-# Every command has its own time limit, so the whole script ends within 8 minutes.
+# Every command has its own time limit (the surface block at the end: 300 s), so the whole script ends
+# within 13 minutes.
 #
 # Usage (from anywhere):
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine
@@ -49,4 +50,21 @@ for entry in "${COMMANDS[@]}"; do
     status=1
   fi
 done
+
+# --- Surface engine (issue 13, item 3): ResNet-19 grid points/s, stacked points vs plain loop ---
+SURFACE="--device cuda --width 1 --T 2 --samples 512 --batch-size 256 --points 32 --points-per-forward 16"
+if [ "$MODE" = "--print" ]; then
+  echo "benchmarks.surface_gpu $SURFACE"
+else
+  [ "$MODE" = "--dry-run" ] && SURFACE="--dry-run"
+  echo "== python -m benchmarks.surface_gpu $SURFACE"
+  # shellcheck disable=SC2086  # word splitting of $SURFACE is intended
+  timeout 300 python -m benchmarks.surface_gpu $SURFACE
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "== FAILED (exit $rc; 124 = over the 300 s limit)"
+    status=1
+  fi
+fi
+# --- end of the surface engine block ---
 exit "$status"

@@ -100,7 +100,8 @@ def _engine(model, x, y, directions, options: dict) -> SurfaceEvaluator:
     batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
     return SurfaceEvaluator(model, directions, batches, SurfaceMetrics(), dtype=x.dtype,
                             use_channels_last=options["channels_last"],
-                            use_compile=options["compile"])  # fmt: skip
+                            use_compile=options["compile"],
+                            points_per_forward=options.get("points_per_forward", 1))  # fmt: skip
 
 
 def _chunks(num_points: int, rank: int, world_size: int, size: int = 8) -> list[np.ndarray]:
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine: channels-last weights and inputs (default: %(default)s)",
     )
     add("--compile", action="store_true", help="engine: torch.compile the forward")
+    add("--stack", type=int, default=16,
+        help="engine row with K grid points per forward (default: %(default)s)")  # fmt: skip
     add("--repeats", type=int, default=1, help="timing repeats, best kept (default: %(default)s)")
     add(
         "--seed",
@@ -222,6 +225,8 @@ def timings(args, model, raw, x, y, weights, directions, coords, options) -> dic
     threads, best = torch.get_num_threads(), {}
     evaluator = _engine(model, x, y, directions, options)
     evaluator.evaluate(coords[:1])  # probe (and compile) once, untimed
+    stacked = _engine(model, x, y, directions, {**options, "points_per_forward": args.stack})
+    stacked.evaluate(coords[:2])  # probe the stacking, untimed
     for _ in range(args.repeats):
         found = {}
         seconds, found["startup"] = engine_processes(model, x, y, directions, coords, options)[1:]
@@ -229,6 +234,9 @@ def timings(args, model, raw, x, y, weights, directions, coords, options) -> dic
         for count in sorted({1, threads}):
             torch.set_num_threads(count)
             found[f"engine, 1 process x {count} threads"] = _timed(evaluator.evaluate, coords)
+            found[
+                f"engine, 1 process x {count} threads, {stacked.points_per_forward} pts/forward"
+            ] = _timed(stacked.evaluate, coords)
             for name, loop, data in (("plain", plain_loop, x), ("li-style", li_style_loop, raw)):
                 found[f"{name} loop, {count} threads"] = _timed(
                     loop, model, data, y, weights, directions, coords

@@ -12,30 +12,43 @@ Exact speed-ups (the same values up to float rounding; tests compare them in flo
   engine computes ``F(u, W0)`` and ``F(u, d_i)`` once and, per point, only
   ``F(u, W0) + sum_i c_i F(u, d_i)``. When ``u`` repeats the same samples (a static image repeated
   over ``T`` time steps) the layer runs on one copy.
-- *Optional* ``torch.compile`` of the forward (it then replaces the cache).
+- *Many points per forward.* ``points_per_forward`` points run as one model whose layers hold
+  the points side by side (grouped convolutions, batched matmuls; :mod:`landscape.stacked`), with
+  the cached input layer's outputs stacked the same way. The evaluator uses it after a probe
+  forward has matched per-point forwards, and otherwise evaluates one point per forward
+  (``stacking`` says which and why). An observer's hooks are relayed one point at a time.
+- *Optional* ``torch.compile`` of the forward (it then replaces the cache and the stacking).
 
 BatchNorm: ``bn_mode="eval"`` uses the running statistics of the centre (or of the interpolated
 point, when the directions move buffers); ``"recompute"`` re-estimates them at every point as the
 equal-weight average over ``bn_batches`` (momentum ``None``) in train mode, then evaluates in eval
 mode. Grids are evaluated in chunks written by :class:`SurfaceStore`, so a killed run resumes and
 several processes can share a grid (chunk ``c`` belongs to rank ``c % world_size``).
+
+``SurfaceStore``/``iter_surface`` live in :mod:`landscape.store` and ``Surface`` with its files in
+:mod:`landscape.surface_io`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from landscape import stacked as stacking
+from landscape.input_cache import (
+    InputCache,
+    build_cache,
+    cumulative_batchnorm,
+    probe_input_layer,
+)
 from landscape.objective import eval_mode
-from landscape.results import load_json, save_json, save_npz
+from landscape.store import Grid, SurfaceStore, iter_surface
+from landscape.surface_io import Surface, load_surface, load_surface_frame, save_surface
 
 __all__ = [
     "BN_MODES",
@@ -54,108 +67,6 @@ MetricsFn = Callable[[Tensor, Tensor], Mapping[str, Tensor]]
 """``metrics_fn(outputs, labels) -> {name: sum over the batch}`` (sums, not means)."""
 Observer = Callable[[nn.Module], AbstractContextManager]
 """Context manager over the model yielding ``{layer: [count, total]}`` that grows per forward."""
-_LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A 1-D or 2-D grid of coordinates; points are ordered x-major (``indexing="ij"``).
-
-    Attributes:
-        axes: One tuple of coordinates per direction, e.g. ``(xs,)`` or ``(xs, ys)``.
-    """
-
-    axes: tuple[tuple[float, ...], ...]
-
-    @classmethod
-    def linspace(cls, *ranges: tuple[float, float, int]) -> Grid:
-        """A grid from ``(low, high, num)`` per axis.
-
-        Raises:
-            ValueError: On more than two axes, ``low >= high`` or ``num < 1``.
-
-        Example:
-            >>> Grid.linspace((-1, 1, 3), (0, 1, 2)).coordinates().tolist()
-            [[-1.0, 0.0], [-1.0, 1.0], [0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
-        """
-        if not 1 <= len(ranges) <= 2:
-            raise ValueError(f"a grid has 1 or 2 axes, got {len(ranges)}")
-        for low, high, num in ranges:
-            if int(num) < 1 or not np.isfinite([low, high]).all() or (num > 1 and low >= high):
-                raise ValueError(f"grid range must be low:high:num with low < high, num >= 1; got "
-                                 f"{low}:{high}:{num}")  # fmt: skip
-        return cls(tuple(tuple(np.linspace(lo, hi, int(n)).tolist()) for lo, hi, n in ranges))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(nx,)`` or ``(nx, ny)``."""
-        return tuple(len(axis) for axis in self.axes)
-
-    @property
-    def num_points(self) -> int:
-        """Number of grid points."""
-        return int(np.prod(self.shape))
-
-    def coordinates(self) -> Tensor:
-        """All points, ``[num_points, D]`` float64, x-major."""
-        axes = [torch.tensor(axis, dtype=torch.float64) for axis in self.axes]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
-
-
-class _Captured(Exception):
-    def __init__(self, value: Tensor) -> None:
-        self.value = value
-
-
-@contextmanager
-def _replaced_forward(module: nn.Module, function: Callable) -> Iterator[None]:
-    previous = module.__dict__.get("forward")
-    module.forward = function
-    try:
-        yield
-    finally:
-        if previous is None:
-            del module.forward
-        else:
-            module.forward = previous
-
-
-@contextmanager
-def _cumulative_batchnorm(model: nn.Module) -> Iterator[list[str]]:
-    """BatchNorm layers in train mode with ``momentum=None`` (exact averages); restored after."""
-    layers = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
-    ]
-    saved = [(module, module.momentum, module.training) for _, module in layers]
-    for _, module in layers:
-        module.momentum, module.training = None, True
-    try:
-        yield [name for name, _ in layers]
-    finally:
-        for module, momentum, training in saved:
-            module.momentum, module.training = momentum, training
-
-
-@dataclass
-class _InputCache:
-    """``F(u, W0 + sum_i c_i d_i) = base + sum_i c_i terms[i]`` for the input layer on one batch."""
-
-    base: Tensor
-    terms: list[Tensor | None]
-    repeats: int
-    input_shape: torch.Size
-
-    def output(self, coords: Sequence[float]) -> Tensor:
-        out = self.base
-        for c, term in zip(coords, self.terms):
-            if term is not None and c != 0:
-                out = torch.add(out, term, alpha=c)
-        if self.repeats > 1:
-            out = out.unsqueeze(0).expand(self.repeats, *out.shape).reshape(-1, *out.shape[1:])
-        return out
 
 
 class SurfaceEvaluator:
@@ -168,14 +79,17 @@ class SurfaceEvaluator:
         metrics_fn: ``(outputs, labels) -> {name: batch sum}``; the result is the mean per sample.
         centre: name -> tensor replacing the model's parameters/buffers at ``c = 0`` (default:
             the model's own).
-        observer: E.g. ``training.trainer.spike_counter``; adds ``firing_rate`` and
-            ``rate/<layer>``.
+        observer: E.g. ``training.spikes.spike_counter``; adds ``firing_rate`` and
+            ``rate/<layer>``. Plain forward hooks only, for stacked points.
         bn_mode: ``"eval"`` or ``"recompute"`` (see the module docstring).
         bn_batches: Inputs for ``"recompute"``.
         use_input_cache: Use the input-layer cache when the model allows it.
-        use_compile: ``torch.compile`` the forward (disables the cache).
+        use_compile: ``torch.compile`` the forward (disables the cache and stacking).
         use_channels_last: Store 4-D weights, directions and inputs channels-last (NHWC); on CPU
             pooling over spikes runs several times faster in that layout.
+        points_per_forward: Grid points per forward (1: one at a time; see ``stacking``).
+            ``None``: 16 on an accelerator, 1 on the CPU, where the forward of a batch is bound
+            by memory traffic and stacking measured no faster.
         dtype: Floating dtype of parameters, buffers and inputs (default: the model's).
         device: Device (default: the model's).
 
@@ -197,6 +111,7 @@ class SurfaceEvaluator:
         use_input_cache: bool = True,
         use_compile: bool = False,
         use_channels_last: bool = False,
+        points_per_forward: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -205,6 +120,11 @@ class SurfaceEvaluator:
         self.model, self.metrics_fn, self.observer = model, metrics_fn, observer
         self.use_channels_last = use_channels_last
         self.use_input_cache, self.use_compile = use_input_cache and not use_compile, use_compile
+        if points_per_forward is None:
+            points_per_forward = 1 if self.device.type == "cpu" else 16
+        if points_per_forward < 1:
+            raise ValueError(f"points_per_forward must be >= 1, got {points_per_forward}")
+        self.points_per_forward = 1 if use_compile else int(points_per_forward)
         state = {**dict(model.named_parameters()), **dict(model.named_buffers()), **(centre or {})}
         self._centre = {name: self._cast(t) for name, t in state.items()}
         self._directions = [self._check_direction(i, d) for i, d in enumerate(directions)]
@@ -217,6 +137,8 @@ class SurfaceEvaluator:
         self.bn_mode, self.num_samples = bn_mode, sum(len(y) for _, y in self._batches)
         self._layer: str | None | bool = False  # False: not probed yet
         self._compiled: Callable | None = None
+        self._plan: tuple | str | None = None  # (output dim, observer dims) or why not; None: new
+        self.stacking = "not probed yet" if self.points_per_forward > 1 else "one point per forward"
 
     def _cast(self, tensor: Tensor) -> Tensor:
         dtype = self.dtype if tensor.is_floating_point() else tensor.dtype
@@ -246,7 +168,11 @@ class SurfaceEvaluator:
     def input_layer(self) -> str | None:
         """Name of the cached input layer (None: no cache); probes the model on first use."""
         if self._layer is False:
-            self._layer = self._probe_input_layer() if self.use_input_cache else None
+            self._layer = (
+                probe_input_layer(self.model, self._centre, self._batches[0][0][:2])
+                if self.use_input_cache
+                else None
+            )
         return self._layer
 
     def point(self, coords: Sequence[float]) -> dict[str, Tensor]:
@@ -260,69 +186,13 @@ class SurfaceEvaluator:
                     tensors[name] = tensors[name] + c * d
         return tensors
 
-    def _probe_input_layer(self) -> str | None:
-        """The first linear layer if its input depends on no parameter and no buffer."""
-        calls: list[tuple[str, bool]] = []
-        handles = [
-            module.register_forward_pre_hook(
-                lambda m, inputs, name=name: calls.append((name, inputs[0].requires_grad))
-            )
-            for name, module in self.model.named_modules()
-            if isinstance(module, _LINEAR)
-        ]
-        names = {name for name, _ in self.model.named_parameters()}
-        leaves = {n: t.clone().requires_grad_(n in names) for n, t in self._centre.items()}
-        x = self._batches[0][0][:2]
-        try:
-            with torch.enable_grad(), eval_mode(self.model):
-                functional_call(self.model, leaves, (x,))
-        finally:
-            for handle in handles:
-                handle.remove()
-        if not calls or calls[0][1] or [name for name, _ in calls].count(calls[0][0]) != 1:
+    def _cache(self, x: Tensor, batch_size: int) -> InputCache | None:
+        layer = self.input_layer
+        if not layer:  # None, or "" (the model itself is the layer: nothing to cache around)
             return None
-        shifted = {
-            n: t * 1.5 + 0.5 if t.is_floating_point() else t for n, t in self._centre.items()
-        }
-        with torch.no_grad(), eval_mode(self.model):
-            same = torch.equal(
-                self._capture(calls[0][0], self._centre, x), self._capture(calls[0][0], shifted, x)
-            )
-        return calls[0][0] if same else None
+        return build_cache(self.model, layer, self._centre, self._directions, x, batch_size)
 
-    def _capture(self, name: str, tensors: Mapping[str, Tensor], x: Tensor) -> Tensor:
-        """The input of layer ``name`` in a forward that stops there."""
-
-        def capture(module: nn.Module, inputs: tuple) -> None:
-            raise _Captured(inputs[0])
-
-        handle = self.model.get_submodule(name).register_forward_pre_hook(capture)
-        try:
-            functional_call(self.model, tensors, (x,))
-        except _Captured as captured:
-            return captured.value
-        finally:
-            handle.remove()
-        raise RuntimeError(f"input layer {name!r} was not called")
-
-    def _build_cache(self, name: str, x: Tensor, batch_size: int) -> _InputCache:
-        module = self.model.get_submodule(name)
-        u = self._capture(name, self._centre, x)
-        shape, repeats = u.shape, 1
-        if u.shape[0] > batch_size and u.shape[0] % batch_size == 0:
-            copies = u.reshape(u.shape[0] // batch_size, batch_size, *u.shape[1:])
-            if all(torch.equal(copies[0], copy) for copy in copies[1:]):
-                u, repeats = copies[0], len(copies)
-        keys = [k for k in ("weight", "bias") if f"{name}.{k}" in self._centre]
-        base = functional_call(module, {k: self._centre[f"{name}.{k}"] for k in keys}, (u,))
-        terms = []
-        for d in self._directions:
-            moved = {k: d[f"{name}.{k}"] for k in keys if f"{name}.{k}" in d}
-            zeros = {k: torch.zeros_like(self._centre[f"{name}.{k}"]) for k in keys}
-            terms.append(functional_call(module, {**zeros, **moved}, (u,)) if moved else None)
-        return _InputCache(base, terms, repeats, shape)
-
-    def _forward(self, tensors: dict, x: Tensor, cache: _InputCache | None, coords) -> Tensor:
+    def _forward(self, tensors: dict, x: Tensor, cache: InputCache | None, coords) -> Tensor:
         if self.use_compile:
             if self._compiled is None:
                 model = self.model
@@ -339,11 +209,66 @@ class SurfaceEvaluator:
                                    f"{tuple(cache.input_shape)}")  # fmt: skip
             return cache.output(coords)
 
-        with _replaced_forward(self.model.get_submodule(self.input_layer), cached):
+        with stacking.replaced_forward(self.model.get_submodule(self.input_layer), cached):
             return functional_call(self.model, tensors, (x,))
 
+    def _stacked_forward(self, tensors: list[dict], x: Tensor, cache, points: list) -> Tensor:
+        """One forward of ``K`` points side by side (see :mod:`landscape.stacked`)."""
+        names = [n for n, t in tensors[0].items() if t.is_floating_point()]
+        stacked = stacking.stack_tensors(tensors, names)
+        with ExitStack() as stack:
+            stack.enter_context(
+                stacking.stacked_layers(self.model, stacked, self.use_channels_last)
+            )
+            if cache is not None:
+                layer = self.model.get_submodule(self.input_layer)
+                dim = -1 if isinstance(layer, nn.Linear) else 1
+
+                def cached(inputs: Tensor) -> Tensor:
+                    if inputs.shape != cache.input_shape:
+                        raise RuntimeError(f"input layer got {tuple(inputs.shape)}, cached for "
+                                           f"{tuple(cache.input_shape)}")  # fmt: skip
+                    return cache.stacked_output(points, dim)
+
+                stack.enter_context(stacking.replaced_forward(layer, cached))
+            return functional_call(self.model, self._centre, (x,))
+
+    def _probe_stacking(self, observed: dict | None) -> tuple | str:
+        """(output dim, observer dims) if stacked forwards match per-point ones, else why not."""
+        floating = [n for n, t in self._centre.items() if t.is_floating_point()]
+        reason = stacking.unstackable(self.model, floating)
+        if reason is None and observed is None:
+            reason = "the model has hooks other than the observer's plain forward hooks"
+        if reason is not None:
+            return reason
+        x = self._batches[0][0][:2]
+        points = [
+            [0.5 - 0.25 * i for i in range(self.dim)],
+            [0.25 * i - 0.75 for i in range(self.dim)],
+        ]
+        tensors = [self.point(c) for c in points]
+        single_shapes, stacked_shapes = {}, {}
+        try:
+            cache = self._cache(x, len(x))
+            with stacking.suspended_hooks(observed):
+                with stacking.recorded_shapes(list(observed), single_shapes):
+                    singles = [self._forward(t, x, cache, c) for t, c in zip(tensors, points)]
+                with stacking.recorded_shapes(list(observed), stacked_shapes):
+                    both = self._stacked_forward(tensors, x, cache, points)
+            out_dim = stacking.stacked_dim(singles[0].shape, both.shape, 2)
+            dims = stacking.observer_dims(single_shapes, stacked_shapes, 2)
+        except Exception as error:  # noqa: BLE001 (any failure means: not stackable)
+            return f"a stacked probe forward failed ({type(error).__name__}: {error})"
+        tol = 1e-9 if self.dtype == torch.float64 else 1e-3
+        for k, single in enumerate(singles):
+            if out_dim is None or not torch.allclose(
+                stacking.select(both, out_dim, 2, k), single, rtol=tol, atol=tol
+            ):
+                return "a stacked probe forward differs from per-point forwards"
+        return out_dim, dims
+
     def _recompute_bn(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-        with _cumulative_batchnorm(self.model) as layers:
+        with cumulative_batchnorm(self.model) as layers:
             for name in layers:
                 tensors[f"{name}.running_mean"] = torch.zeros_like(tensors[f"{name}.running_mean"])
                 tensors[f"{name}.running_var"] = torch.ones_like(tensors[f"{name}.running_var"])
@@ -353,6 +278,19 @@ class SurfaceEvaluator:
             for x in self._bn_batches:
                 functional_call(self.model, tensors, (x,))
         return {k: v for name in layers for k, v in tensors.items() if k.startswith(f"{name}.")}
+
+    def _plan_for(self, observed: dict | None, num_points: int) -> tuple | None:
+        """The stacking plan for this call, or None for one point per forward."""
+        if self.points_per_forward == 1 or num_points == 1 or self.dim == 0:
+            return None
+        if self._plan is None:
+            self._plan = self._probe_stacking(observed)
+            self.stacking = (
+                f"up to {self.points_per_forward} points per forward"
+                if isinstance(self._plan, tuple)
+                else f"one point per forward: {self._plan}"
+            )
+        return self._plan if isinstance(self._plan, tuple) else None
 
     def evaluate(self, coords: Tensor) -> dict[str, Tensor]:
         """Metrics at ``K`` points in one pass over the batches.
@@ -365,27 +303,52 @@ class SurfaceEvaluator:
             an observer also ``firing_rate`` and ``rate/<layer>``.
         """
         points = [[float(c) for c in row] for row in torch.as_tensor(coords).reshape(-1, self.dim)]
-        layer = self.input_layer
         sums = [defaultdict(float) for _ in points]
         spikes = [defaultdict(lambda: [0.0, 0.0]) for _ in points]
         with ExitStack() as stack:
             stack.enter_context(torch.inference_mode())
             stack.enter_context(eval_mode(self.model))
+            before = stacking.hook_keys(self.model)
             counts = stack.enter_context(self.observer(self.model)) if self.observer else {}
+            plan = self._plan_for(stacking.added_hooks(self.model, before), len(points))
             buffers = [{}] * len(points)
             if self.bn_mode == "recompute":
                 buffers = [self._recompute_bn(self.point(c)) for c in points]
+            size = self.points_per_forward if plan else 1
             for x, y in self._batches:
-                cache = self._build_cache(layer, x, len(y)) if layer else None
-                for total, rates, coords, extra in zip(sums, spikes, points, buffers):
-                    before = {name: tuple(value) for name, value in counts.items()}
-                    outputs = self._forward({**self.point(coords), **extra}, x, cache, coords)
-                    for name, value in self.metrics_fn(outputs, y).items():
-                        total[name] += float(value)
-                    for name, (count, size) in counts.items():
-                        rates[name][0] += count - before[name][0]
-                        rates[name][1] += size - before[name][1]
+                cache = self._cache(x, len(y))
+                for start in range(0, len(points), size):
+                    group = slice(start, start + size)
+                    args = (points[group], buffers[group], x, y, cache, counts)
+                    if plan:
+                        self._stacked_batch(*args, sums[group], spikes[group], plan)
+                    else:
+                        self._point_batch(*args, sums[start], spikes[start])
         return self._means(sums, spikes)
+
+    def _point_batch(self, points, buffers, x, y, cache, counts, total, rates) -> None:
+        """One point on one batch: adds to ``total`` and ``rates``."""
+        (coords,), (extra,) = points, buffers
+        before = {name: tuple(value) for name, value in counts.items()}
+        outputs = self._forward({**self.point(coords), **extra}, x, cache, coords)
+        for name, value in self.metrics_fn(outputs, y).items():
+            total[name] += float(value)
+        for name, (count, size) in counts.items():
+            rates[name][0] += count - before[name][0]
+            rates[name][1] += size - before[name][1]
+
+    def _stacked_batch(self, points, buffers, x, y, cache, counts, sums, rates, plan) -> None:
+        """``K`` points on one batch in one forward: adds to ``sums[k]`` and ``rates[k]``."""
+        out_dim, dims = plan
+        K = len(points)
+        tensors = [{**self.point(c), **extra} for c, extra in zip(points, buffers)]
+        hooks = {m: dict(m._forward_hooks) for m in dims}
+        with stacking.relayed_observer(hooks, dims, K, counts, rates):
+            outputs = self._stacked_forward(tensors, x, cache, points)
+        for k, total in enumerate(sums):
+            output = stacking.select(outputs, out_dim, K, k).contiguous()
+            for name, value in self.metrics_fn(output, y).items():
+                total[name] += float(value)
 
     def _means(self, sums: list[dict], spikes: list[dict]) -> dict[str, Tensor]:
         def column(values: list[float]) -> Tensor:
@@ -398,160 +361,3 @@ class SurfaceEvaluator:
             for name in spikes[0]:
                 result[f"rate/{name}"] = column([r[name][0] / r[name][1] for r in spikes])
         return result
-
-
-class SurfaceStore:
-    """Chunk files of a grid being computed: ``<folder>/chunk_NNNNNN.npz``, each written atomically.
-
-    Every chunk records ``fingerprint`` (a digest of everything that defines the surface); a chunk
-    with another fingerprint or an unreadable file counts as missing.
-
-    Args:
-        folder: Directory of the chunk files.
-        num_points: Grid size ``N``.
-        chunk_size: Points per chunk (the unit of resume and of work sharing).
-        fingerprint: Settings digest.
-    """
-
-    def __init__(self, folder: str | Path, num_points: int, chunk_size: int, fingerprint: str):
-        if num_points < 1 or chunk_size < 1:
-            raise ValueError(
-                f"num_points and chunk_size must be >= 1, got {num_points}, {chunk_size}"
-            )
-        self.folder, self.fingerprint = Path(folder), fingerprint
-        self.num_points, self.chunk_size = num_points, chunk_size
-        self.num_chunks = -(-num_points // chunk_size)
-
-    def indices(self, chunk: int) -> np.ndarray:
-        """Grid indices of a chunk."""
-        return np.arange(
-            chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, self.num_points)
-        )
-
-    def _path(self, chunk: int) -> Path:
-        return self.folder / f"chunk_{chunk:06d}.npz"
-
-    def _read(self, chunk: int) -> dict[str, np.ndarray] | None:
-        try:
-            with np.load(self._path(chunk), allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, KeyError):
-            return None
-        if str(arrays.pop("_fingerprint", "")) != self.fingerprint:
-            return None
-        return arrays
-
-    def is_done(self, chunk: int) -> bool:
-        """True when the chunk's file exists, is readable and has this fingerprint."""
-        return self._path(chunk).is_file() and self._read(chunk) is not None
-
-    def write(self, chunk: int, values: Mapping[str, Tensor]) -> None:
-        """Write one chunk's ``name -> [len(indices)]`` values atomically."""
-        save_npz(self._path(chunk), {**values, "_fingerprint": np.array(self.fingerprint)})
-
-    def read(self) -> dict[str, np.ndarray]:
-        """All values, name -> ``[N]`` in grid order.
-
-        Raises:
-            RuntimeError: If a chunk is missing or stale.
-        """
-        parts = [self._read(chunk) for chunk in range(self.num_chunks)]
-        missing = [chunk for chunk, part in enumerate(parts) if part is None]
-        if missing:
-            raise RuntimeError(f"{len(missing)} chunk(s) missing in {self.folder}: {missing[:5]}")
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def iter_surface(
-    evaluator: SurfaceEvaluator,
-    coords: Tensor,
-    store: SurfaceStore,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Iterator[tuple[int, int, bool]]:
-    """Compute this rank's chunks that are not on disk yet; yields after each chunk.
-
-    Args:
-        evaluator: The engine.
-        coords: ``[N, D]`` all grid points (e.g. ``Grid.coordinates()``).
-        store: Where chunks go.
-        rank: This process's rank; it owns chunks ``c`` with ``c % world_size == rank``.
-        world_size: Number of processes sharing the grid.
-
-    Yields:
-        ``(chunk, num_points, resumed)``: ``resumed`` is True for a chunk found on disk.
-    """
-    if coords.shape[0] != store.num_points:
-        raise ValueError(f"coords has {coords.shape[0]} points, the store {store.num_points}")
-    for chunk in range(rank, store.num_chunks, world_size):
-        indices = store.indices(chunk)
-        if store.is_done(chunk):
-            yield chunk, len(indices), True
-            continue
-        store.write(chunk, evaluator.evaluate(coords[torch.as_tensor(indices)]))
-        yield chunk, len(indices), False
-
-
-@dataclass
-class Surface:
-    """A computed surface.
-
-    Attributes:
-        axes: ``D`` coordinate arrays (``[nx]``, ``[ny]``).
-        values: name -> array of the grid's shape ``(nx,)`` or ``(nx, ny)`` (x-major: ``[i, j]``
-            is the point ``(axes[0][i], axes[1][j])``).
-        metadata: Settings, provenance and summaries (JSON types).
-        extras: Further arrays, e.g. ``trajectory`` ``[E, 2]`` for PCA surfaces.
-    """
-
-    axes: list[np.ndarray]
-    values: dict[str, np.ndarray]
-    metadata: dict = field(default_factory=dict)
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def frame(self):
-        """Long format: a row per point and metric; columns ``x`` (``y``), ``metric``, ``value``."""
-        import pandas as pd
-
-        mesh = np.meshgrid(*self.axes, indexing="ij")
-        columns = {name: m.reshape(-1) for name, m in zip("xy", mesh)}
-        frames = [
-            pd.DataFrame({**columns, "metric": name, "value": value.reshape(-1)})
-            for name, value in self.values.items()
-        ]
-        return pd.concat(frames, ignore_index=True)
-
-
-def save_surface(path: str | Path, surface: Surface) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` (metadata, axes, metric names) and ``<stem>.npz`` (arrays), atomically.
-
-    Returns:
-        The two paths.
-    """
-    path = Path(path).with_suffix("")
-    arrays = {f"axis{i}": axis for i, axis in enumerate(surface.axes)}
-    arrays.update({f"value/{k}": v for k, v in surface.values.items()})
-    arrays.update({f"extra/{k}": v for k, v in surface.extras.items()})
-    npz = save_npz(path.with_suffix(".npz"), arrays)
-    payload = {"kind": "surface", "format_version": 1, **surface.metadata}
-    payload.update(axes=surface.axes, metrics=list(surface.values), arrays=npz.name)
-    return save_json(path.with_suffix(".json"), payload), npz
-
-
-def load_surface(path: str | Path) -> Surface:
-    """Read a surface written by :func:`save_surface` (give the ``.json``, ``.npz`` or stem)."""
-    path = Path(path).with_suffix("")
-    metadata = load_json(path.with_suffix(".json"))
-    with np.load(path.with_suffix(".npz"), allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    axes = [arrays[f"axis{i}"] for i in range(len(metadata["axes"]))]
-    values = {k[6:]: v for k, v in arrays.items() if k.startswith("value/")}
-    extras = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
-    for key in ("axes", "metrics", "arrays"):
-        metadata.pop(key, None)
-    return Surface(axes, values, metadata, extras)
-
-
-def load_surface_frame(path: str | Path):
-    """A surface file as a long-format ``pandas.DataFrame`` in one call (see ``Surface.frame``)."""
-    return load_surface(path).frame()

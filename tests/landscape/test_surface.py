@@ -175,10 +175,11 @@ def test_model_is_never_mutated():
     flags = [(m, m.training, m.__dict__.get("forward")) for m in model.modules()]
     momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     grads = [p.requires_grad for p in model.parameters()]
-    for bn_mode in ("eval", "recompute"):
+    for bn_mode, points_per_forward in (("eval", 1), ("recompute", 1), ("eval", 2)):
         evaluator = SurfaceEvaluator(model, directions_for(model), batches, metrics,
                                      observer=spike_counter, bn_mode=bn_mode,
-                                     bn_batches=[batches[0][0]])  # fmt: skip
+                                     bn_batches=[batches[0][0]],
+                                     points_per_forward=points_per_forward)  # fmt: skip
         evaluator.evaluate(torch.ones(2, 2))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -272,3 +273,56 @@ def test_compiled_forward_equals_loop():
     values = SurfaceEvaluator(model, found, batches, metrics, use_compile=True).evaluate(coords)
     expected = reference(model, found, batches, coords)
     assert_equal_metrics(values, {k: v for k, v in expected.items() if "rate" not in k})
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+@pytest.mark.parametrize("bn_mode", ["eval", "recompute"])
+def test_stacked_points_equal_pointwise_loop(name, bn_mode):
+    """K points per forward (grouped convs, batched matmuls), observer relayed: same to 1e-12."""
+    model, batches = make_model(name), make_batches()
+    found = directions_for(model)
+    coords = Grid.linspace((-1, 1, 3), (-0.5, 1, 3)).coordinates()  # 9 points: groups 4, 4, 1
+    bn_batches = [x for x, _ in make_batches(seed=9, sizes=(6, 4))]
+    kwargs = dict(observer=spike_counter, bn_mode=bn_mode, bn_batches=bn_batches)
+    for cache, channels_last in ((True, True), (False, False)):
+        evaluator = SurfaceEvaluator(model, found, batches, metrics, points_per_forward=4,
+                                     use_input_cache=cache, use_channels_last=channels_last,
+                                     **kwargs)  # fmt: skip
+        values = evaluator.evaluate(coords)
+        assert evaluator.stacking == "up to 4 points per forward"
+        single = SurfaceEvaluator(model, found, batches, metrics, points_per_forward=1, **kwargs)
+        expected = single.evaluate(coords)
+        for key in expected:
+            np.testing.assert_allclose(values[key], expected[key], rtol=1e-12, atol=1e-12)
+    recomputed = bn_batches if bn_mode == "recompute" else None
+    assert_equal_metrics(values, reference(model, found, batches, coords, recomputed), rtol=1e-12)
+
+
+def test_stacking_falls_back_where_it_does_not_apply():
+    def total(outputs, labels):
+        return {"sum": outputs.sum()}
+
+    x = torch.randn(6, 4, dtype=torch.float64)
+    batches, coords = [(x, torch.zeros(6))], torch.tensor([[0.5], [-1.0], [2.0]])
+
+    class Mixing(nn.Module):  # softmax over the features mixes the stacked blocks
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.Linear(4, 3)
+
+        def forward(self, inputs):
+            return torch.softmax(self.layer(inputs), dim=-1)
+
+    models = {
+        "mixes": Mixing().double(),
+        "layer norm": nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3)).double(),
+    }
+    for reason, model in models.items():
+        weights = {n: p.detach() for n, p in model.named_parameters()}
+        found = [random_direction(weights, torch.Generator().manual_seed(0), ignore_biasbn=False)]
+        stacked = SurfaceEvaluator(model, found, batches, total, points_per_forward=4)
+        values = stacked.evaluate(coords)
+        assert stacked.stacking.startswith("one point per forward: "), reason
+        single = SurfaceEvaluator(model, found, batches, total, points_per_forward=1)
+        assert torch.equal(values["sum"], single.evaluate(coords)["sum"])
+    assert SurfaceEvaluator(models["mixes"], [], batches, total).points_per_forward == 1  # CPU
