@@ -149,8 +149,17 @@ def tit_rows(root: Path) -> pd.DataFrame:
             kind = "TIT"
         elif run.role != "plain":
             continue
-        rows.append({"run": run.path.name, "kind": kind, "method": run.method, "T": run.T,
-                     "seed": run.seed, "cost": cost, "test_acc": last.test_acc})  # fmt: skip
+        rows.append(
+            {
+                "run": run.path.name,
+                "kind": kind,
+                "method": run.method,
+                "T": run.T,
+                "seed": run.seed,
+                "cost": cost,
+                "test_acc": last.test_acc,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -232,9 +241,17 @@ def run_table(root: Path) -> pd.DataFrame:
     rows = []
     for run in main_runs(find_runs(root)):
         last = run.metrics().iloc[-1]
-        rows.append({"run": run.path.name, "method": run.method, "seed": run.seed,
-                     "test_acc": last.test_acc, "gap": last.train_eval_acc - last.test_acc,
-                     "test_l_sdt": last.test_l_sdt, "test_l_steps": last.test_l_steps})  # fmt: skip
+        rows.append(
+            {
+                "run": run.path.name,
+                "method": run.method,
+                "seed": run.seed,
+                "test_acc": last.test_acc,
+                "gap": last.train_eval_acc - last.test_acc,
+                "test_l_sdt": last.test_l_sdt,
+                "test_l_steps": last.test_l_steps,
+            }
+        )
     table = pd.DataFrame(rows)
     for loss in ("sdt", "tet"):
         table = table.merge(_hessian_summary(root, loss), on="run", how="left")

@@ -140,9 +140,18 @@ def hessian_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
         Stage(
             f"Hessian of L_{loss.upper()} at the final checkpoints",
             (out / f"hessian_{loss}" / "hessian.csv",),
-            _analysis("hessian", [*finals, "--loss", loss, *hessian,
-                                  *(density if loss == "tet" else []),
-                                  "--out", str(out / f"hessian_{loss}")]),  # fmt: skip
+            _analysis(
+                "hessian",
+                [
+                    *finals,
+                    "--loss",
+                    loss,
+                    *hessian,
+                    *(density if loss == "tet" else []),
+                    "--out",
+                    str(out / f"hessian_{loss}"),
+                ],
+            ),
         )
         for loss in ("sdt", "tet")
     ]

@@ -60,8 +60,14 @@ class SharpnessJob:
     def data_record(self) -> dict:
         """The data options, as strings, as recorded in sharpness.json."""
         data = self.data
-        options = {"split": data.split, "samples": data.samples, "batch_size": data.batch_size,
-                   "device": self.device, "seed": data.seed, "dtype": self.dtype}  # fmt: skip
+        options = {
+            "split": data.split,
+            "samples": data.samples,
+            "batch_size": data.batch_size,
+            "device": self.device,
+            "seed": data.seed,
+            "dtype": self.dtype,
+        }
         return {key: str(value) for key, value in options.items()}
 
 
@@ -96,12 +102,28 @@ def perturbation_rows(path: Path, job: SharpnessJob) -> tuple[str, list[list]]:
     weights = {name: p.detach() for name, p in model.named_parameters()}
     found = [random_direction(weights, generator) for _ in range(job.draws)]
     evaluator = SurfaceEvaluator(
-        model, found, loaded.batches, metrics_for(config), observer=spike_counter,
-        dtype=job.dtype, device=job.device,
-    )  # fmt: skip
+        model,
+        found,
+        loaded.batches,
+        metrics_for(config),
+        observer=spike_counter,
+        dtype=job.dtype,
+        device=job.device,
+    )
     rows = []
     for metric, results in perturbation_sharpness(evaluator, job.radius).items():
         for r in results:
-            rows.append([str(path), config["method"], "random_perturbation", metric, r.radius,
-                         r.mean, r.std, r.stderr, len(r.increases)])  # fmt: skip
+            rows.append(
+                [
+                    str(path),
+                    config["method"],
+                    "random_perturbation",
+                    metric,
+                    r.radius,
+                    r.mean,
+                    r.std,
+                    r.stderr,
+                    len(r.increases),
+                ]
+            )
     return config["method"], rows

@@ -153,9 +153,14 @@ def run_job(job: SurfaceJob, dist: Distributed, quiet: bool, overwrite: bool) ->
     computed, resumed = compute(prepared, dist, quiet)
     dist.barrier()
     if dist.is_main:
-        run = {"points_computed": computed, "points_resumed": resumed, "world_size": dist.world,
-               "seconds": time.perf_counter() - start, "compile": job.compile,
-               "input_layer": prepared.evaluator.input_layer}  # fmt: skip
+        run = {
+            "points_computed": computed,
+            "points_resumed": resumed,
+            "world_size": dist.world,
+            "seconds": time.perf_counter() - start,
+            "compile": job.compile,
+            "input_layer": prepared.evaluator.input_layer,
+        }
         surface = assemble(prepared, run)
         paths = write_outputs(job, surface)
         shutil.rmtree(job.parts, ignore_errors=True)

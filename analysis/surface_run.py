@@ -112,11 +112,19 @@ def prepare(job: SurfaceJob, dist: Distributed) -> PreparedSurface:
         },
     )
     evaluator = SurfaceEvaluator(
-        model, found, loaded.batches, metrics_for(config), observer=spike_counter, bn_mode=job.bn,
-        bn_batches=bn_batches, use_input_cache=job.input_cache, use_compile=job.compile,
-        use_channels_last=job.channels_last, dtype=resolve_dtype(job.dtype),
+        model,
+        found,
+        loaded.batches,
+        metrics_for(config),
+        observer=spike_counter,
+        bn_mode=job.bn,
+        bn_batches=bn_batches,
+        use_input_cache=job.input_cache,
+        use_compile=job.compile,
+        use_channels_last=job.channels_last,
+        dtype=resolve_dtype(job.dtype),
         device=resolve_device(job.device),
-    )  # fmt: skip
+    )
     store = SurfaceStore(job.parts, grid.num_points, job.chunk_size, fingerprint(record))
     for i, direction in enumerate(found):
         extras.update({f"direction{i}/{name}": t.numpy() for name, t in direction.items()})
