@@ -8,6 +8,7 @@ command again resumes where it stopped (training itself resumes inside a run).
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from dataclasses import dataclass
@@ -50,22 +51,22 @@ def _run_name(method: str, seed: str, T: int = MAIN_T, suffix: str = "") -> str:
     return f"digits-digits_snn-T{T}-{method}{suffix}-seed{seed}"
 
 
-def _train(argv: list[str]) -> Callable[[], int]:
-    def run() -> int:
-        from training.run import main
+def _command(module: str, argv: list[str]) -> Callable[[], int]:
+    """``module.main(argv)``, loaded by name when the stage runs: the demo runs commands as a user
+    would, it does not import them (nothing imports a command)."""
 
-        return main(argv)
+    def run() -> int:
+        return importlib.import_module(module).main(argv)
 
     return run
+
+
+def _train(argv: list[str]) -> Callable[[], int]:
+    return _command("training.run", argv)
 
 
 def _analysis(module: str, argv: list[str]) -> Callable[[], int]:
-    def run() -> int:
-        import importlib
-
-        return importlib.import_module(f"analysis.{module}").main(argv)
-
-    return run
+    return _command(f"analysis.{module}", argv)
 
 
 def _last(runs: Path, names: list[str]) -> list[str]:
@@ -122,21 +123,19 @@ def training_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
     return stages
 
 
-def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
-    """Hessian, per-epoch sharpness, time steps, surfaces, sharpness metrics, momentum."""
+def hessian_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
+    """Hessian of L_SDT and L_TET at the final checkpoints; top eigenvalue along training."""
     out = runs / "analysis"
-    main = [_run_name(m, s) for s in scale.seeds for m in ("sdt", "tet")]
-    finals = _last(runs, main)
+    finals = _last(runs, [_run_name(m, s) for s in scale.seeds for m in ("sdt", "tet")])
     epochs = [
         str(runs / _run_name(m, "0") / f"epoch_{e:03d}.pt")
         for m in ("sdt", "tet")
         for e in range(0, scale.epochs + 1, scale.epoch_stride)
     ]
-    every = sorted(str(p) for p in runs.glob("*/last.pt")) or finals
-    sdt0, tet0 = _last(runs, [_run_name("sdt", "0"), _run_name("tet", "0")])
     quiet = ["--quiet", "--overwrite"]
     hessian = ["--top-k", "5", "--samples", scale.samples, "--num-matvecs", "30", *quiet]
     density = ["--density", "--density-steps", "40", "--density-repeats", "2"]
+    top1 = ["--top-k", "1", "--trace", "none", "--samples", scale.samples, *quiet]
     stages = [
         Stage(
             f"Hessian of L_{loss.upper()} at the final checkpoints",
@@ -156,23 +155,28 @@ def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
         )
         for loss in ("sdt", "tet")
     ]
-    top1 = ["--top-k", "1", "--trace", "none", "--samples", scale.samples, *quiet]
-    surface = ["--samples", scale.samples, *quiet]
-    interp = [
-        sdt0,
-        "--dim",
-        "1",
-        "--directions",
-        f"interp:{tet0}",
-        "--x",
-        f"-0.5:1.5:{scale.interp_points}",
-    ]
     return stages + [
         Stage(
             "top eigenvalue along training (seed 0)",
             (out / "hessian_epochs" / "hessian.csv",),
             _analysis("hessian", [*epochs, *top1, "--out", str(out / "hessian_epochs")]),
-        ),
+        )
+    ]
+
+
+def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
+    """Hessian, per-epoch sharpness, time steps, surfaces, sharpness metrics, momentum."""
+    out = runs / "analysis"
+    main = [_run_name(m, s) for s in scale.seeds for m in ("sdt", "tet")]
+    finals = _last(runs, main)
+    every = sorted(str(p) for p in runs.glob("*/last.pt")) or finals
+    sdt0, tet0 = _last(runs, [_run_name("sdt", "0"), _run_name("tet", "0")])
+    quiet = ["--quiet", "--overwrite"]
+    surface = ["--samples", scale.samples, *quiet]
+    x = f"-0.5:1.5:{scale.interp_points}"
+    interp = [sdt0, "--dim", "1", "--directions", f"interp:{tet0}", "--x", x]
+    interp_out = out / "surface" / "interp"
+    return hessian_stages(runs, scale) + [
         Stage(
             "accuracy at T = 1..8",
             (out / "timesteps" / "timesteps.csv",),
@@ -185,12 +189,10 @@ def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
         ),
         Stage(
             "1D interpolation SDT -> TET (seed 0)",
-            (out / "surface" / "interp" / "done",),
+            (interp_out / "done",),
             lambda: _mark(
-                out / "surface" / "interp",
-                _analysis(
-                    "surface", [*interp, "--out", str(out / "surface" / "interp"), *surface]
-                )(),
+                interp_out,
+                _analysis("surface", [*interp, "--out", str(interp_out), *surface])(),
             ),
         ),
         Stage(
@@ -251,10 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         if stage.run() != 0:
             print(f"[demo] stage failed: {stage.name}", file=sys.stderr)
             return 1
-    from analysis import figures as figure_module, report
-
-    figure_module.main(["--runs", str(runs), "--out", str(figures)])
-    code = report.main(["--runs", str(runs), "--figures", str(figures)])
+    _analysis("figures", ["--runs", str(runs), "--out", str(figures)])()
+    code = _analysis("report", ["--runs", str(runs), "--figures", str(figures)])()
     print(
         f"[demo] finished in {time.perf_counter() - began:.0f} s; see {figures}/REPORT.md",
         file=sys.stderr,

@@ -17,15 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.common import write_csv
-from landscape.io import resolve_device
+from analysis.momentum_stats import COLUMNS, checkpoint_rows, run_rows, summarize
 from analysis.plots_momentum import save_momentum_figures
-from training import checkpoint
+from landscape.io import resolve_device
 from training.config import ArgumentParser
-from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
-from training.momentum import gradient_statistics, momentum_subset, statistics_rows
 
-COLUMNS = ("source", "method", "epoch", "loss", "quantity", "t", "s", "layer", "value")
+__all__ = ["build_parser", "checkpoint_rows", "main"]  # checkpoint_rows: kept for old imports
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,52 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default: next to the first input)")
     parser.add_argument("--no-plots", action="store_true", help="only write the CSV")
     return parser
-
-
-def checkpoint_rows(path: Path, samples: int | None, device) -> list[dict]:
-    """Statistics of one checkpoint, as long-format rows."""
-    model, config = checkpoint.load(path, device)
-    data = dataset_for(config)
-    num = samples or config.get("stats_samples", 256)
-    x, y = momentum_subset(data.x_train.to(device), data.y_train.to(device), num)
-    batches = list(TensorLoader(x, y, 256).batches())
-    stats = gradient_statistics(model, batches, config["tet_lambda"], config["tet_phi"])
-    epoch = checkpoint.load_raw(path)["epoch"]
-    meta = {"source": str(path), "method": _method(config)}
-    return [{**meta, **row} for row in statistics_rows(stats, epoch)]
-
-
-def _method(config: dict) -> str:
-    switch = config.get("switch_to_tet_at", 0)
-    return f"sdt->tet@{switch}" if switch else config["method"]
-
-
-def run_rows(run_dir: Path, recompute: bool, samples: int | None, device) -> list[dict]:
-    """Logged (or recomputed) statistics of every epoch of a run."""
-    if recompute:
-        paths = sorted(run_dir.glob("epoch_*.pt"))
-        if not paths:
-            raise ToolkitError(f"{run_dir} has no epoch_NNN.pt files; train with --save-every 1")
-        return [row for path in paths for row in checkpoint_rows(path, samples, device)]
-    csv_path = run_dir / "gradient_stats.csv"
-    if not csv_path.is_file():
-        raise ToolkitError(f"{csv_path} not found; train with --gradient-stats, or --recompute")
-    config = checkpoint.load_raw(run_dir / "last.pt")["config"]
-    frame = pd.read_csv(csv_path, keep_default_na=False)
-    meta = {"source": str(run_dir), "method": _method(config)}
-    return [{**meta, **row} for row in frame.to_dict("records")]
-
-
-def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per source and epoch: gradient norms, mean error norms, output variance."""
-    frame = frame.assign(value=pd.to_numeric(frame.value, errors="coerce"))
-    key = ["source", "method", "epoch"]
-    table = frame.pivot_table(
-        index=key + ["loss"], columns="quantity", values="value", aggfunc="mean"
-    ).reset_index()
-    wide = table.pivot_table(index=key, columns="loss", values=["grad_norm", "error_norm"])
-    wide.columns = [f"{quantity}_{loss}" for quantity, loss in wide.columns]
-    return wide.reset_index()
 
 
 def main(argv: list[str] | None = None) -> int:

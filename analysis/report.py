@@ -9,12 +9,14 @@ from __future__ import annotations
 import platform
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
 
-from analysis.artifacts import ANALYSIS, MissingArtifact, find_runs, main_runs, read_csv
-from analysis.claims import RULE, Verdict, check_all, compare_means
+from analysis import artifacts, verdicts
+from analysis.artifacts import MissingArtifact, find_runs, main_runs
+from analysis.claims import RULE, Verdict
 from landscape.io import atomic_write_text
 from training.config import ArgumentParser
 
@@ -31,177 +33,39 @@ FIGURES = [
 ]
 
 
-def run_table(root: Path) -> pd.DataFrame:
-    """One row per main run: final metrics plus Hessian and sharpness numbers where present."""
-    rows = []
-    for run in main_runs(find_runs(root)):
-        last = run.metrics().iloc[-1]
-        rows.append(
-            {
-                "run": run.path.name,
-                "method": run.method,
-                "seed": run.seed,
-                "test_acc": last.test_acc,
-                "gap": last.train_eval_acc - last.test_acc,
-                "test_l_sdt": last.test_l_sdt,
-                "test_l_steps": last.test_l_steps,
-            }
-        )
-    table = pd.DataFrame(rows)
-    for loss in ("sdt", "tet"):
-        table = table.merge(_hessian(root, loss), on="run", how="left")
-    return table.merge(_sharpness(root), on="run", how="left")
+def _sdt_gradient_stats(root: Path) -> list[pd.DataFrame]:
+    sdt = [run for run in main_runs(find_runs(root)) if run.method == "sdt"]
+    return artifacts.gradient_stats(sdt, "python training/run.py")
 
 
-def _run_of(path: str) -> str:
-    return Path(path).parent.name
-
-
-def _hessian(root: Path, loss: str) -> pd.DataFrame:
-    path = root / ANALYSIS / f"hessian_{loss}" / "hessian.csv"
-    columns = ["run", f"lambda_max_{loss}", f"trace_{loss}"]
-    if not path.is_file():
-        return pd.DataFrame(columns=columns)
-    frame = pd.read_csv(path)
-    top = frame[(frame.quantity == "top_eigenvalue") & (frame["index"] == 0)]
-    trace = frame[frame.quantity == "trace"]
-    merged = top[["checkpoint", "value"]].merge(trace[["checkpoint", "value"]], on="checkpoint")
-    merged["run"] = merged.checkpoint.map(_run_of)
-    return merged.rename(columns={"value_x": columns[1], "value_y": columns[2]})[columns]
-
-
-def _sharpness(root: Path) -> pd.DataFrame:
-    path = root / ANALYSIS / "sharpness" / "sharpness.csv"
-    if not path.is_file():
-        return pd.DataFrame(columns=["run"])
-    frame = pd.read_csv(path)
-    frame = frame[frame.measure == "epsilon_sharpness"]
-    frame = frame.assign(run=frame.checkpoint.map(_run_of), key="eps_sharpness_" + frame.metric)
-    return frame.pivot_table(index="run", columns="key", values="value").reset_index()
-
-
-def _split(table: pd.DataFrame, column: str) -> tuple[list, list]:
-    if column not in table:
-        return [], []
-    return [table[table.method == m][column].dropna().tolist() for m in ("sdt", "tet")]
+# Claims whose artifacts may be missing: (claim, read and check).
+OPTIONAL: tuple[tuple[str, Callable[[Path], Verdict]], ...] = (
+    (
+        "TET is temporally more scalable",
+        lambda root: verdicts.scalability(
+            artifacts.timesteps_table(root, "python analysis/timesteps.py")
+        ),
+    ),
+    (
+        "TIT reaches the same accuracy at lower cost",
+        lambda root: verdicts.tit(artifacts.tit_rows(root)),
+    ),
+    (
+        "SDT's gradient vanishes near its minimum while TET's per-step terms do not",
+        lambda root: verdicts.momentum(_sdt_gradient_stats(root)),
+    ),
+)
 
 
 def claims(root: Path, table: pd.DataFrame) -> list[Verdict]:
     """Each claim of the paper with its evidence and computed verdict."""
-    verdicts = []
-    for loss in ("sdt", "tet"):
-        for column, name in (
-            (f"lambda_max_{loss}", "top Hessian eigenvalue"),
-            (f"trace_{loss}", "Hessian trace"),
-            (f"eps_sharpness_l_{loss}", "epsilon-sharpness"),
-        ):
-            sdt, tet = _split(table, column)
-            if sdt and tet:
-                verdicts.append(
-                    compare_means(
-                        "TET finds flatter minima", f"{name} of L_{loss.upper()}", sdt, tet, "lower"
-                    )
-                )
-    verdicts.append(
-        compare_means(
-            "TET generalizes better", "test accuracy", *_split(table, "test_acc"), "higher"
-        )
-    )
-    verdicts.append(
-        compare_means(
-            "TET generalizes better",
-            "generalization gap (train - test accuracy)",
-            *_split(table, "gap"),
-            "lower",
-        )
-    )
-    verdicts.append(
-        check_all(
-            "L_SDT <= L_TET (Lemma 4.1, lambda = 0)",
-            "test L_SDT <= mean_t CE(O(t))",
-            (table.test_l_sdt <= table.test_l_steps + 1e-9).tolist(),
-        )
-    )
-    for optional in (_scalability, _tit, _momentum):
+    found = verdicts.per_run_claims(table)
+    for claim, check in OPTIONAL:
         try:
-            verdicts.append(optional(root))
+            found.append(check(root))
         except MissingArtifact as error:
-            verdicts.append(
-                Verdict(
-                    optional.__doc__.splitlines()[0],
-                    f"missing: {error}",
-                    float("nan"),
-                    float("nan"),
-                    "inconclusive at this scale",
-                )
-            )
-    return verdicts
-
-
-def _scalability(root: Path) -> Verdict:
-    """TET is temporally more scalable"""
-    data = read_csv(root / ANALYSIS / "timesteps" / "timesteps.csv", "python analysis/timesteps.py")
-    data = data[~data.checkpoint.str.contains("switch|init")]
-    data = data[data.train_T == data.train_T.mode().iloc[0]]
-    at_train = data[data["T"] == data.train_T].set_index("checkpoint").acc
-    longer = data[data["T"] > data.train_T].groupby("checkpoint").acc.mean()
-    change = (longer - at_train).dropna()
-    methods = data.groupby("checkpoint").method.first()
-    sdt, tet = ([change[methods[change.index] == m].tolist()] for m in ("sdt", "tet"))
-    return compare_means(
-        "TET is temporally more scalable",
-        "mean accuracy change when tested at T > training T",
-        sdt[0],
-        tet[0],
-        "higher",
-    )
-
-
-def _tit(root: Path) -> Verdict:
-    """TIT reaches the same accuracy at lower cost"""
-    from analysis.figures import _tit_rows
-
-    data = _tit_rows(root)
-    tit = data[data.kind == "TIT"]
-    if tit.empty:
-        raise MissingArtifact("no TIT runs")
-    scratch = data[
-        (data.kind == "scratch") & (data["T"] == tit["T"].iloc[0]) & (data.method == "tet")
-    ]
-    verdict = compare_means(
-        "TIT reaches the same accuracy at lower cost", "", scratch.test_acc, tit.test_acc, "lower"
-    )
-    cheaper = tit.cost.mean() < scratch.cost.mean()
-    if verdict.verdict == "holds" or not cheaper:  # TIT significantly worse, or not cheaper
-        outcome = "does not hold"
-    elif verdict.stderr != verdict.stderr:  # fewer than two runs on a side: no error bar
-        outcome = "inconclusive at this scale"
-    else:
-        outcome = "holds"
-    evidence = (
-        f"TIT accuracy minus scratch (T={tit['T'].iloc[0]}), cost {tit.cost.mean():.0f} vs "
-        f"{scratch.cost.mean():.0f} t_s; holds unless TIT is worse by > 2 SE"
-    )
-    return Verdict(verdict.claim, evidence, verdict.difference, verdict.stderr, outcome)
-
-
-def _momentum(root: Path) -> Verdict:
-    """SDT's gradient vanishes near its minimum while TET's per-step terms do not"""
-    shared, own = [], []
-    for run in main_runs(find_runs(root)):
-        if run.method != "sdt":
-            continue
-        stats = read_csv(run.path / "gradient_stats.csv", "python training/run.py")
-        last = stats[(stats.epoch == stats.epoch.max()) & (stats.quantity == "error_norm")]
-        shared.append(last[last.loss == "sdt"].value.mean())
-        own.append(last[last.loss == "tet"].value.mean())
-    return compare_means(
-        "SDT's gradient vanishes near its minimum while TET's per-step terms do not",
-        "at SDT minima: mean_t ||S(O(t)) - y|| vs ||S(mean O) - y||",
-        shared,
-        own,
-        "higher",
-    )
+            found.append(verdicts.missing(claim, error))
+    return found
 
 
 def _fmt(values: pd.Series) -> str:
@@ -217,7 +81,7 @@ def _fmt(values: pd.Series) -> str:
 
 def render(root: Path, figures: Path) -> str:
     """The report text."""
-    table, runs = run_table(root), main_runs(find_runs(root))
+    table, runs = artifacts.run_table(root), main_runs(find_runs(root))
     config = runs[0].config
     columns = [c for c in table.columns if c not in ("run", "method", "seed")]
     lines = [

@@ -24,23 +24,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-
 from analysis import common  # noqa: E402
-from analysis.surface import load_batches, metrics_for  # noqa: E402
-from training.spikes import spike_counter  # noqa: E402
+from analysis.inputs import DataSpec, resolve_dtype  # noqa: E402
+from analysis.sharpness_measures import HEADER, SharpnessJob  # noqa: E402
+from analysis.sharpness_measures import epsilon_rows, perturbation_rows  # noqa: E402
 from landscape import save_json  # noqa: E402
-from landscape.directions import random_direction  # noqa: E402
-from landscape.sharpness import epsilon_sharpness, perturbation_sharpness  # noqa: E402
-from landscape.surface import SurfaceEvaluator  # noqa: E402
-from training import checkpoint as checkpoints  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
-
-HEADER = ["checkpoint", "method", "measure", "metric", "parameter", "value", "std", "stderr", "n"]
-
-
-SETTINGS = ("epsilon", "ascent_steps", "step_fraction", "radius", "draws")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SharpnessJob:
+    """The validated settings of the flags (``parser.error`` on bad input), --dry-run applied."""
     if args.draws < 1 or args.ascent_steps < 1 or args.samples < 1:
         parser.error("--draws, --ascent-steps and --samples must be >= 1")
     if min(args.epsilon) <= 0 or min(args.radius) <= 0 or args.step_fraction <= 0:
@@ -75,56 +66,30 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     missing = [str(path) for path in args.checkpoints if not path.is_file()]
     if missing:
         parser.error(f"checkpoint not found: {', '.join(missing)}")
-    if args.dry_run:
-        args.samples, args.draws, args.ascent_steps = min(args.samples, 32), 2, 2
-        args.epsilon, args.radius = args.epsilon[:1], args.radius[:1]
-
-
-def _loader_options(args: argparse.Namespace) -> dict:
-    return {"split": args.split, "samples": args.samples, "batch_size": args.batch_size,
-            "device": common.resolve_device(args.device), "seed": args.seed,
-            "dtype": common.resolve_dtype(args.dtype)}  # fmt: skip
-
-
-def epsilon_rows(path: Path, method: str, args: argparse.Namespace) -> list[list]:
-    """Epsilon-sharpness of L_SDT and L_TET for every epsilon."""
-    rows = []
-    for loss in ("sdt", "tet"):
-        objective = common.load_objective(path, loss=loss, **_loader_options(args)).objective
-        for epsilon in args.epsilon:
-            generator = torch.Generator().manual_seed(args.seed)
-            result = epsilon_sharpness(objective, epsilon, args.ascent_steps, args.step_fraction,
-                                       generator)  # fmt: skip
-            rows.append([str(path), method, "epsilon_sharpness", f"l_{loss}", epsilon,
-                         result.value, "", "", 1])  # fmt: skip
-    return rows
-
-
-def perturbation_rows(path: Path, args: argparse.Namespace) -> tuple[str, list[list]]:
-    """Mean increase of every metric at each radius over ``--draws`` random directions."""
-    model, config = checkpoints.load(path)
-    batches, _ = load_batches(config, args.split, args.samples, args.batch_size, args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    weights = {name: p.detach() for name, p in model.named_parameters()}
-    found = [random_direction(weights, generator) for _ in range(args.draws)]
-    evaluator = SurfaceEvaluator(
-        model, found, batches, metrics_for(config), observer=spike_counter,
-        dtype=common.resolve_dtype(args.dtype),
+    dry = args.dry_run
+    return SharpnessJob(
+        epsilon=tuple(args.epsilon[:1] if dry else args.epsilon),
+        ascent_steps=2 if dry else args.ascent_steps,
+        step_fraction=args.step_fraction,
+        radius=tuple(args.radius[:1] if dry else args.radius),
+        draws=2 if dry else args.draws,
+        data=DataSpec(
+            args.split, min(args.samples, 32) if dry else args.samples, args.seed, args.batch_size
+        ),
         device=common.resolve_device(args.device),
-    )  # fmt: skip
-    rows = []
-    for metric, results in perturbation_sharpness(evaluator, args.radius).items():
-        for r in results:
-            rows.append([str(path), config["method"], "random_perturbation", metric, r.radius,
-                         r.mean, r.std, r.stderr, len(r.increases)])  # fmt: skip
-    return config["method"], rows
+        dtype=resolve_dtype(args.dtype),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check(args, parser)
+    try:
+        job = job_from_args(args, parser)
+    except ToolkitError as error:  # e.g. --device cuda without CUDA
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
     out = args.out or args.checkpoints[0].resolve().parent / "analysis"
     paths = [out / "sharpness.csv", out / "sharpness.json"]
     existing = common.existing_outputs(paths)
@@ -133,15 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for path in args.checkpoints:
-            method, perturbation = perturbation_rows(path, args)
-            rows += epsilon_rows(path, method, args) + perturbation
+            method, perturbation = perturbation_rows(path, job)
+            rows += epsilon_rows(path, method, job) + perturbation
     except (ToolkitError, ValueError, RuntimeError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
     common.write_csv(paths[0], HEADER, rows)
-    settings = {key: getattr(args, key) for key in SETTINGS}
-    save_json(paths[1], {"kind": "sharpness", "format_version": 1, "settings": settings,
-                         "data": {k: str(v) for k, v in _loader_options(args).items()},
+    save_json(paths[1], {"kind": "sharpness", "format_version": 1, "settings": job.settings(),
+                         "data": job.data_record(),
                          "rows": [dict(zip(HEADER, row)) for row in rows],
                          "provenance": common.provenance()})  # fmt: skip
     for row in rows:

@@ -12,31 +12,12 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
-from analysis.common import file_sha256, write_csv
+from analysis.common import write_csv
+from analysis.temporal import COLUMNS, evaluate_timesteps
 from landscape.io import resolve_device
-from training import checkpoint
 from training.config import ArgumentParser
-from training.data import TensorLoader, dataset_for
 from training.errors import ToolkitError
-from training.trainer import evaluate
-
-COLUMNS = (
-    "checkpoint", "sha256", "method", "train_T", "T", "split",
-    "acc", "l_sdt", "l_tet", "l_steps", "firing_rate", "num_samples",
-)  # fmt: skip
-
-
-class AtTimeSteps(nn.Module):
-    """Calls ``model(x, T=T)``: evaluates at another T without touching the model."""
-
-    def __init__(self, model: nn.Module, T: int) -> None:
-        super().__init__()
-        self.model, self.T = model, T
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x, T=self.T)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,24 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: next to the first checkpoint)")
     return parser
-
-
-def evaluate_timesteps(path: Path, steps: list[int], split: str, batch_size: int, device) -> list:
-    """Rows of ``COLUMNS`` for one checkpoint."""
-    model, config = checkpoint.load(path, device)
-    dataset = dataset_for(config)
-    if dataset.x_test.ndim != 4:
-        raise ToolkitError(f"{path}: temporal scalability needs static images, not event frames")
-    x, y = (
-        (dataset.x_test, dataset.y_test) if split == "test" else (dataset.x_train, dataset.y_train)
-    )
-    loader = TensorLoader(x.to(device), y.to(device), batch_size)
-    digest, rows = file_sha256(path), []
-    for T in steps:
-        metrics = evaluate(AtTimeSteps(model, T), loader, config["tet_lambda"], config["tet_phi"])
-        values = [metrics[k] for k in ("acc", "l_sdt", "l_tet", "l_steps", "firing_rate")]
-        rows.append((str(path), digest, config["method"], config["T"], T, split, *values, len(y)))
-    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

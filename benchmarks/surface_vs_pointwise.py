@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from analysis.surface import SurfaceMetrics  # noqa: E402
+from analysis.surfaces import SurfaceMetrics  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
 from landscape.surface import Grid, SurfaceEvaluator  # noqa: E402
 from training.data import load_digits  # noqa: E402

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Distributed", "init_distributed"]
+__all__ = ["Distributed", "close_distributed", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,9 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return Distributed(dist.get_rank(), dist.get_world_size()), device
+
+
+def close_distributed() -> None:
+    """Leave the process group that :func:`init_distributed` joined, if any."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

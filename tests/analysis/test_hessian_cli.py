@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.common import load_objective
+from analysis.inputs import DataSpec, load_objective
 from analysis.hessian import main
 from tests.conftest import REPO
 from training import checkpoint
@@ -67,7 +67,7 @@ def test_eigenvalues_match_the_dense_hessian(checkpoints, tmp_path):
     assert main([str(checkpoints[0]), *FAST, "--top-k", "3", "--tol", "1e-6", "--trace",
                  "none", "--out", str(tmp_path)]) == 0  # fmt: skip
     top = json.loads((tmp_path / "hessian.json").read_text())["results"][0]["top"]["eigenvalues"]
-    objective = load_objective(checkpoints[0], samples=48, dtype=torch.float64).objective
+    objective = load_objective(checkpoints[0], DataSpec(samples=48), dtype=torch.float64).objective
     dense = torch.stack([objective.hvp(e) for e in torch.eye(objective.num_params).double()])
     exact = torch.linalg.eigvalsh((dense + dense.T) / 2).flip(0)[:3]
     torch.testing.assert_close(torch.tensor(top, dtype=torch.float64), exact, rtol=1e-6, atol=0)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from analysis import sharpness, surface
-from analysis.common import sample_indices
+from analysis.inputs import sample_indices
 from landscape.surface import load_surface, load_surface_frame
 from tests.conftest import REPO
 from training import checkpoint
