@@ -8,7 +8,7 @@ command again resumes where it stopped (training itself resumes inside a run).
 
 from __future__ import annotations
 
-import importlib
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from training.config import ArgumentParser
+
+REPO = Path(__file__).resolve().parent.parent
 
 MAIN_T = 4
 
@@ -34,8 +36,16 @@ class Scale:
     epoch_stride: int = 3
 
 
-TINY = Scale(epochs=2, seeds=("0", "1"), switch_at=1, tit_epochs=1, samples="64", grid=5,
-             interp_points=5, epoch_stride=1)  # fmt: skip
+TINY = Scale(
+    epochs=2,
+    seeds=("0", "1"),
+    switch_at=1,
+    tit_epochs=1,
+    samples="64",
+    grid=5,
+    interp_points=5,
+    epoch_stride=1,
+)
 
 
 @dataclass(frozen=True)
@@ -52,11 +62,14 @@ def _run_name(method: str, seed: str, T: int = MAIN_T, suffix: str = "") -> str:
 
 
 def _command(module: str, argv: list[str]) -> Callable[[], int]:
-    """``module.main(argv)``, loaded by name when the stage runs: the demo runs commands as a user
-    would, it does not import them (nothing imports a command)."""
+    """Run the command ``module`` (e.g. ``analysis.hessian``) in its own process, as a user would.
+
+    The demo is a pipeline of commands, like a Makefile: it imports none of them.
+    """
 
     def run() -> int:
-        return importlib.import_module(module).main(argv)
+        script = REPO / (module.replace(".", "/") + ".py")
+        return subprocess.run([sys.executable, str(script), *argv]).returncode
 
     return run
 

@@ -23,7 +23,7 @@ from landscape.io import resolve_device
 from training.config import ArgumentParser
 from training.errors import ToolkitError
 
-__all__ = ["build_parser", "checkpoint_rows", "main"]  # checkpoint_rows: kept for old imports
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

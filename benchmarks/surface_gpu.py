@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from benchmarks.surface_vs_pointwise import METRICS, _loop  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
 from landscape.surface import SurfaceEvaluator  # noqa: E402
-from analysis.surface import SurfaceMetrics  # noqa: E402
+from analysis.surfaces import SurfaceMetrics  # noqa: E402
 from training.models import build  # noqa: E402
 
 

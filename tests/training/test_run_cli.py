@@ -172,7 +172,7 @@ def test_help_lists_flags_with_defaults():
 def test_logged_gradient_statistics_equal_post_hoc_ones(tmp_path):
     import pandas as pd
 
-    from analysis.momentum import checkpoint_rows
+    from analysis.momentum_stats import checkpoint_rows
 
     assert main(["--method", "tet", "--out", str(tmp_path), "--save-every", "1", *FAST]) == 0
     run = tmp_path / "digits-digits_snn-T4-tet-seed0"
