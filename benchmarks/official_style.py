@@ -1,7 +1,10 @@
-"""ResNet-19 written the way the official TET code writes it: the baseline of the speed benchmark.
+"""The official TET code's LIF, ResNet-19, VGGSNN and TET loss, written the way it writes them.
 
-Re-created from the facts in ``reference/tet_reference.md`` (sections 1.2, 2, 3.1) about the
-official ``models/layers.py``, ``models/resnet_models.py`` and ``functions.py``
+The one official-style reference of the toolkit: the baseline of the speed benchmark
+(``benchmarks/train_throughput.py``) and the independent forward reference of the state-dict
+conversion test (``tests/training/test_official.py``). Re-created from the facts in
+``reference/tet_reference.md`` (sections 1.2, 2, 3.1) about the official ``models/layers.py``,
+``models/resnet_models.py``, ``models/VGG_models.py`` and ``functions.py``
 (github.com/Gus-Lab/temporal_efficient_training), not copied from it:
 
 - batch-major ``[B, T, ...]`` tensors; static images are repeated with ``x.repeat(1, T, 1, 1, 1)``
@@ -11,14 +14,17 @@ official ``models/layers.py``, ``models/resnet_models.py`` and ``functions.py``
 - ``LIFSpike``: a Python loop over ``x[:, t, ...]`` (tau 0.5, threshold 1, hard reset through the
   non-detached spike) and ``torch.stack(..., dim=1)``; ``ZIF`` is the triangle surrogate as an
   ``autograd.Function`` that keeps ``gama`` in a saved tensor and reads it back with ``.item()``;
+- ``VGGSNN`` / ``VGGSNNwoAP``: ``Layer`` = ``SeqToANNContainer(conv3x3, BN)`` + ``LIFSpike``, one
+  shared ``SeqToANNContainer(AvgPool2d(2))`` after every second layer (or stride-2 convs), a
+  ``SeqToANNContainer(Linear)`` classifier; input already a ``[B, T, 2, H, W]`` sequence;
 - ``TET_loss``: a loop of per-step cross-entropies on ``outputs[:, t]`` plus ``MSELoss`` against
   ``zeros_like(outputs).fill_(means)``.
 
 Module names follow the official ones (``conv1_s``, ``bn1.seqbn``, ``downsample.layer.module``,
 ``fc1_s``...), so ``training.official.convert_official_state_dict`` maps this model's state dict
-onto ``training.models.build("resnet19")`` and both can run on the same weights. The only change
-that affects values: ``ZIF`` returns spikes in the input dtype (the original's ``.float()``
-breaks float64 models), which is the same in float32.
+onto ``training.models.build("resnet19")`` (VGG: ``"vggsnn"``, ``"vggsnn_woap"``) and both can
+run on the same weights. The only change that affects values: ``ZIF`` returns spikes in the input
+dtype (the original's ``.float()`` breaks float64 models), which is the same in float32.
 """
 
 from __future__ import annotations
@@ -27,7 +33,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ZIF", "LIFSpike", "SeqToANNContainer", "OfficialResNet19", "tet_loss_official"]
+__all__ = [
+    "ZIF",
+    "LIFSpike",
+    "SeqToANNContainer",
+    "TdBatchNorm",
+    "TdLayer",
+    "OfficialResNet19",
+    "OfficialVGG",
+    "tet_loss_official",
+]
 
 
 class ZIF(torch.autograd.Function):
@@ -171,6 +186,54 @@ class OfficialResNet19(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))
         x = torch.flatten(self.avgpool(x), 2)  # [B, T, 512w]
         return self.fc2_s(self.spike(self.fc1_s(x)))
+
+
+class Layer(nn.Module):
+    """VGG ``Layer``: ``SeqToANNContainer(conv3x3, BN)`` then ``LIFSpike``."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.fwd = SeqToANNContainer(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out))
+        self.act = LIFSpike()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.fwd(x))
+
+
+VGG_CHANNELS = (64, 128, 256, 256, 512, 512, 512, 512)
+
+
+class OfficialVGG(nn.Module):
+    """Official-style VGGSNN (``use_pooling``) or VGGSNNwoAP: ``[B, T, 2, H, W]`` in,
+    ``[B, T, num_classes]`` out; one shared pooling module, as in the original.
+
+    Args:
+        channels: Output channels of the eight conv layers.
+        use_pooling: AvgPool2d(2) after every second layer; otherwise those convs have stride 2.
+        side: Spatial side of the last feature map (3 for 48x48 inputs).
+        num_classes: Output classes.
+        in_channels: Input channels (2 polarities).
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] = VGG_CHANNELS,
+        use_pooling: bool = True,
+        side: int = 3,
+        num_classes: int = 10,
+        in_channels: int = 2,
+    ) -> None:
+        super().__init__()
+        pool, layers = SeqToANNContainer(nn.AvgPool2d(2)), []
+        for index, (c_in, c_out) in enumerate(zip((in_channels, *channels[:-1]), channels)):
+            layers.append(Layer(c_in, c_out, 2 if index % 2 and not use_pooling else 1))
+            layers += [pool] if index % 2 and use_pooling else []
+        self.features = nn.Sequential(*layers)
+        self.classifier = SeqToANNContainer(nn.Linear(channels[-1] * side * side, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x ``[B, T, C, H, W]``. Returns: ``[B, T, num_classes]``."""
+        return self.classifier(torch.flatten(self.features(x), 2))
 
 
 def tet_loss_official(outputs: Tensor, labels: Tensor, lamb: float, means: float = 1.0) -> Tensor:

@@ -138,8 +138,17 @@ class ImageNetLoader:
 
     is_sharded = True
 
-    def __init__(self, dataset, batch_size: int, device: torch.device, shuffle: bool = False,
-                 seed: int = 0, rank: int = 0, world: int = 1, num_workers: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        num_workers: int = 8,
+    ):
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
         self.shuffle, self.seed, self.rank, self.world = shuffle, seed, rank, world
         self.num_workers = num_workers
@@ -166,7 +175,11 @@ class ImageNetLoader:
         else:
             mine = list(range(n))[self._part(n)]
             index = [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
-        loader = DataLoader(self.dataset, batch_sampler=index, num_workers=self.num_workers,
-                            pin_memory=self.device.type == "cuda")  # fmt: skip
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=index,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -19,8 +19,11 @@ from training.config import ArgumentParser, TrainConfig
 from training.errors import CheckpointError, ToolkitError
 from training.official import OFFICIAL_MODELS, convert_official_state_dict
 
-DEFAULT_DATA = {"resnet19": ("cifar10", 4), "vggsnn": ("cifar10_dvs", 10),
-                "vggsnn_woap": ("cifar10_dvs", 10)}  # fmt: skip
+DEFAULT_DATA = {
+    "resnet19": ("cifar10", 4),
+    "vggsnn": ("cifar10_dvs", 10),
+    "vggsnn_woap": ("cifar10_dvs", 10),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +71,24 @@ def convert(args: argparse.Namespace) -> Path:
     lamb = (
         args.tet_lambda if args.tet_lambda is not None else (0.05 if "cifar1" in dataset else 1e-3)
     )
-    config = TrainConfig(model=args.model, dataset=dataset, data_root=args.data_root,
-                         T=args.T or T, method=args.method, tet_lambda=lamb)  # fmt: skip
+    config = TrainConfig(
+        model=args.model,
+        dataset=dataset,
+        data_root=args.data_root,
+        T=args.T or T,
+        method=args.method,
+        tet_lambda=lamb,
+    )
     input_shape = [2, 48, 48] if dataset == "cifar10_dvs" else [3, 32, 32]
     kwargs = {"num_classes": num_classes, "T": config.T}
     model = models.build(args.model, **kwargs)
     checkpoint.load_state_dict_strict(model, state, str(args.official))
-    stored = {**dataclasses.asdict(config), "input_shape": input_shape, "num_classes": num_classes,
-              "imported_from": str(args.official)}  # fmt: skip
+    stored = {
+        **dataclasses.asdict(config),
+        "input_shape": input_shape,
+        "num_classes": num_classes,
+        "imported_from": str(args.official),
+    }
     checkpoint.save(args.out, model, args.model, kwargs, stored, epoch=0, history=[], metrics={})
     return Path(args.out)
 

@@ -19,30 +19,24 @@ import torch
 from torch import Tensor, nn
 
 from training.neurons import LIF
+from training.torch_internals import functorch_transforms_active
 
 # Modules that act on each sample separately, so T identical copies give T identical outputs.
 # Exact types only: a subclass may add cross-sample or random behaviour (e.g. dropout masks).
-_PER_SAMPLE = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Flatten, nn.Identity, nn.ReLU,
-    nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
-)  # fmt: skip
+_PER_SAMPLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Flatten, nn.Identity, nn.ReLU)
+_PER_SAMPLE += (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
-__all__ = ["SeqToANN", "conv_bn", "SpikingModel", "scaled_channels", "neuron_options"]
+__all__ = ["SeqToANN", "conv_bn", "SpikingModel", "scaled_channels"]
 
 
 def _is_repeated_over_time(x: Tensor) -> bool:
     """True for ``[T, B, ...]`` with ``T > 1`` whose time steps share memory (an expanded view)."""
     # Not under torch.func transforms: the running-stat update below mutates buffers in place.
-    return (
-        x.ndim > 1
-        and x.shape[0] > 1
-        and x.stride(0) == 0
-        and not torch._C._are_functorch_transforms_active()
-    )
+    return x.ndim > 1 and x.shape[0] > 1 and x.stride(0) == 0 and not functorch_transforms_active()
 
 
-def _batch_norm_over_copies(bn: nn.modules.batchnorm._BatchNorm, x: Tensor, copies: int) -> Tensor:
+def _batch_norm_over_copies(bn: nn.Module, x: Tensor, copies: int) -> Tensor:
     """Batch-statistics ``bn`` on ``copies`` stacked copies of ``x``, computed on ``x`` alone.
 
     Normalization uses the batch mean and biased variance, which are the same for the copies and
@@ -170,8 +164,3 @@ def scaled_channels(channels: int, width: float) -> int:
     if not width > 0:
         raise ValueError(f"width must be > 0, got {width}")
     return max(1, round(channels * width))
-
-
-def neuron_options(tau: float, v_threshold: float, surrogate: str, alpha: float | None) -> dict:
-    """The ``LIF`` keyword arguments a factory passes to its model."""
-    return {"tau": tau, "v_threshold": v_threshold, "surrogate": surrogate, "alpha": alpha}

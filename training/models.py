@@ -1,66 +1,20 @@
-"""Model registry: ``build(name, **options)`` and ``names()``.
+"""The model zoo's front door: ``build(name, **options)``, ``names()`` and the digits models.
 
+Importing this module imports every model file, so the registry (``training.registry``) holds
+every model; ``build``, ``names``, ``model_options`` and ``register`` are re-exported from there.
 Every model is time-major and returns ``O`` as ``[T, B, num_classes]`` with no neuron on the output
 layer; the prediction is ``argmax(mean_t O(t))``. Options left at ``None`` take the model's default.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Callable
-
 from torch import Tensor, nn
 
-from training.layers import SeqToANN, SpikingModel, conv_bn, neuron_options
+from training import resnet, vgg  # noqa: F401  (their import registers the paper models)
+from training.layers import SeqToANN, SpikingModel, conv_bn
+from training.registry import build, model_options, names, register
 
 __all__ = ["register", "build", "names", "model_options", "SpikingCNN", "SpikingMLP"]
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register(name: str) -> Callable:
-    """Decorator adding a model factory to the registry under ``name``."""
-
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
-
-
-def names() -> list[str]:
-    """Sorted names of all registered models."""
-    return sorted(_REGISTRY)
-
-
-def _factory(name: str) -> Callable[..., nn.Module]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
-    return _REGISTRY[name]
-
-
-def model_options(name: str) -> list[str]:
-    """Keyword options accepted by a registered model factory."""
-    return list(inspect.signature(_factory(name)).parameters)
-
-
-def build(name: str, **options) -> nn.Module:
-    """Build a registered model; options that are ``None`` are dropped (use the default).
-
-    Raises:
-        ValueError: On an unknown model name or an option the model does not take.
-    """
-    factory = _factory(name)
-    options = {key: value for key, value in options.items() if value is not None}
-    unknown = set(options) - set(model_options(name))
-    if unknown:
-        raise ValueError(
-            f"model {name!r} does not take option(s) {sorted(unknown)}; "
-            f"it takes {model_options(name)}"
-        )
-    return factory(**options)
 
 
 class SpikingCNN(SpikingModel):
@@ -121,13 +75,9 @@ def digits_snn(
     image_size: int = 8,
     channels: tuple[int, ...] = (16, 32),
     T: int = 4,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> SpikingCNN:
     """The offline default: a two-block spiking CNN for 8x8 digits (or upsampled digits)."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return SpikingCNN(in_channels, num_classes, image_size, tuple(channels), T, neuron)
 
 
@@ -138,15 +88,8 @@ def spiking_mlp(
     image_size: int = 8,
     hidden: tuple[int, ...] = (32,),
     T: int = 4,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> SpikingMLP:
     """A spiking MLP on flattened images; small enough for dense Hessians in tests."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     in_features = in_channels * image_size * image_size
     return SpikingMLP(in_features, num_classes, tuple(hidden), T, neuron)
-
-
-from training import resnet, vgg  # noqa: E402,F401  registers the paper models

@@ -136,9 +136,12 @@ def _add(total, value, scale):
 
 def _finish(sums: dict, names: list[str], sizes: list[int]) -> dict:
     n = sums["n"]
-    stats = {"T": len(sums["step_correct"]), "num_samples": int(n),
-             "output_variance": float(sums["variance"] / n),
-             "step_acc": (sums["step_correct"] / n).tolist()}  # fmt: skip
+    stats = {
+        "T": len(sums["step_correct"]),
+        "num_samples": int(n),
+        "output_variance": float(sums["variance"] / n),
+        "step_acc": (sums["step_correct"] / n).tolist(),
+    }
     for loss in ("sdt", "tet"):
         g = torch.stack([v / n for v in sums[f"{loss}_g"]])  # [T, P]
         norms = g.norm(dim=1)
@@ -192,8 +195,17 @@ def statistics_rows(stats: dict, epoch: int | None = None) -> list[dict]:
     rows = []
 
     def add(loss, quantity, value, t="", s="", layer=""):
-        rows.append({"epoch": epoch, "loss": loss, "quantity": quantity, "t": t, "s": s,
-                     "layer": layer, "value": float(value)})  # fmt: skip
+        rows.append(
+            {
+                "epoch": epoch,
+                "loss": loss,
+                "quantity": quantity,
+                "t": t,
+                "s": s,
+                "layer": layer,
+                "value": float(value),
+            }
+        )
 
     add("", "output_variance", stats["output_variance"])
     for t, value in enumerate(stats["step_acc"]):

@@ -27,8 +27,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch import Tensor, nn
+
+from training.torch_internals import forward_ad_active, functorch_transforms_active, is_batched
 
 __all__ = [
     "SURROGATES",
@@ -199,12 +200,6 @@ def _lif_forward_no_grad(x: Tensor, tau: float, v_threshold: float) -> tuple[Ten
     return spikes, h
 
 
-def _is_batched(tensor: Tensor) -> bool:
-    # A cotangent batched by autograd.grad(..., is_grads_batched=True) (legacy vmap) or by
-    # torch.func.vmap; the legacy "Batched" key has no Python enum member, hence the repr.
-    return "Batched" in repr(torch._C._dispatch_keys(tensor))
-
-
 def _lif_backward(
     grad_spikes: Tensor, h: Tensor, spikes: Tensor, tau: float, v_threshold: float, sg_args: tuple
 ) -> Tensor:
@@ -227,7 +222,7 @@ def _lif_backward(
     surrogate, alpha = sg_args
     derivative = _SURROGATES_INPLACE[surrogate](h - v_threshold, alpha)  # [T, B, ...]
     carry = torch.rsub(spikes, 1).addcmul_(h, derivative, value=-1)  # (1 - s) - h * d
-    if _is_batched(grad_spikes):
+    if is_batched(grad_spikes):
         grad_x = grad_spikes * derivative
     else:
         grad_x = derivative.mul_(grad_spikes)  # the direct term dL/ds * d, completed below
@@ -239,7 +234,7 @@ def _lif_backward(
 def _is_transformed() -> bool:
     """True inside torch.func transforms or a forward-mode AD level (no fused LIF there)."""
     # The fused Function has no jvp or vmap rule; these two flags are what PyTorch itself checks.
-    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+    return functorch_transforms_active() or forward_ad_active()
 
 
 class _FusedLIF(torch.autograd.Function):

@@ -36,10 +36,20 @@ def _cifar_presets() -> dict[str, Preset]:
                     f"ResNet-19, CIFAR-{classes}, T={T}, {method.upper()} (lambda 0.05), 300 "
                     "epochs, batch 128, crop+flip, Adam 1e-3 cosine [code: CIFAR-10 T=2, "
                     "100 epochs, lambda 0, batch 512 over GPUs]",
-                    {"model": "resnet19", "dataset": f"cifar{classes}", "data_root": "data/cifar",
-                     "T": T, "method": method, "tet_lambda": 0.05, "epochs": 300,
-                     "batch_size": 128, "augment": True, "eval_train": False, **_ADAM},
-                )  # fmt: skip
+                    {
+                        "model": "resnet19",
+                        "dataset": f"cifar{classes}",
+                        "data_root": "data/cifar",
+                        "T": T,
+                        "method": method,
+                        "tet_lambda": 0.05,
+                        "epochs": 300,
+                        "batch_size": 128,
+                        "augment": True,
+                        "eval_train": False,
+                        **_ADAM,
+                    },
+                )
     return presets
 
 
@@ -52,10 +62,21 @@ def _dvs_presets() -> dict[str, Preset]:
                 f"VGGSNN, CIFAR10-DVS (48x48, 10 frames, 9:1 split), {method.upper()} "
                 f"(lambda 1e-3), {'flip+roll' if augment else 'no'} augmentation, 300 epochs, "
                 "batch 128 [code: 150 epochs; 2022 script trained VGGSNNwoAP]",
-                {"model": "vggsnn", "dataset": "cifar10_dvs", "data_root": "data/cifar10_dvs",
-                 "T": 10, "method": method, "tet_lambda": 1e-3, "epochs": 300, "batch_size": 128,
-                 "augment": augment, "eval_train": False, "stats_samples": 64, **_ADAM},
-            )  # fmt: skip
+                {
+                    "model": "vggsnn",
+                    "dataset": "cifar10_dvs",
+                    "data_root": "data/cifar10_dvs",
+                    "T": 10,
+                    "method": method,
+                    "tet_lambda": 1e-3,
+                    "epochs": 300,
+                    "batch_size": 128,
+                    "augment": augment,
+                    "eval_train": False,
+                    "stats_samples": 64,
+                    **_ADAM,
+                },
+            )
     presets["fig3-dvs-switch"] = Preset(
         "Fig. 3: VGGSNN on CIFAR10-DVS, SDT for 200 epochs, then TET to epoch 300 (lambda 1e-3)",
         {**presets["dvs-vggsnn-sdt"].values, "switch_to_tet_at": 200, "save_every": 10},
@@ -70,10 +91,19 @@ def _imagenet_presets() -> dict[str, Preset]:
             presets[f"imagenet-{model}-T{T}-{method}"] = Preset(
                 f"{model} on ImageNet, T={T}, {method.upper()} (lambda 1e-3), 120 epochs, batch "
                 "256 [not in the official repo; LIF with hard reset as the authors' SEW model]",
-                {"model": model, "dataset": "imagenet", "data_root": "data/imagenet", "T": T,
-                 "method": method, "tet_lambda": 1e-3, "epochs": 120, "batch_size": 256,
-                 "eval_train": False, **_ADAM},
-            )  # fmt: skip
+                {
+                    "model": model,
+                    "dataset": "imagenet",
+                    "data_root": "data/imagenet",
+                    "T": T,
+                    "method": method,
+                    "tet_lambda": 1e-3,
+                    "epochs": 120,
+                    "batch_size": 256,
+                    "eval_train": False,
+                    **_ADAM,
+                },
+            )
     return presets
 
 

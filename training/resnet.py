@@ -25,8 +25,8 @@ from typing import Callable
 
 from torch import Tensor, nn
 
-from training.layers import SeqToANN, SpikingModel, conv_bn, neuron_options, scaled_channels
-from training.models import register
+from training.layers import SeqToANN, SpikingModel, conv_bn, scaled_channels
+from training.registry import register
 from training.neurons import LIF
 
 __all__ = [
@@ -196,13 +196,9 @@ def resnet19(
     in_channels: int = 3,
     T: int = 4,
     width: float = 1.0,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> ResNet19:
     """TET ResNet-19 (CIFAR-10/100; paper T in {2, 4, 6}). 12,630,858 parameters at 10 classes."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return ResNet19(num_classes, in_channels, T, neuron, width)
 
 
@@ -212,13 +208,9 @@ def spiking_resnet34(
     in_channels: int = 3,
     T: int = 6,
     width: float = 1.0,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> ImageNetResNet:
     """Spiking-ResNet-34 with LIF (ImageNet; T=6 in the paper, unverified). 21,797,672 params."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return ImageNetResNet((3, 4, 6, 3), num_classes, in_channels, T, neuron, width, is_sew=False)
 
 
@@ -228,11 +220,7 @@ def sew_resnet34(
     in_channels: int = 3,
     T: int = 4,
     width: float = 1.0,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> ImageNetResNet:
     """SEW-ResNet-34 (ADD) with LIF + hard reset (ImageNet; T=4 in the paper). 21,797,672 params."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return ImageNetResNet((3, 4, 6, 3), num_classes, in_channels, T, neuron, width, is_sew=True)

@@ -37,10 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", help="JSON file of config fields used as defaults (flags override)"
     )
-    parser.add_argument("--method", nargs="+", choices=("sdt", "tet"), default=["sdt", "tet"],
-                        help="training loss(es), one run each (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
-                        help="seeds, one run each (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--method",
+        nargs="+",
+        choices=("sdt", "tet"),
+        default=["sdt", "tet"],
+        help="training loss(es), one run each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="seeds, one run each (default: %(default)s)",
+    )
     parser.add_argument(
         "--out", default="runs", help="root of the run directories (default: %(default)s)"
     )

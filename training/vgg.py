@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from training.layers import SeqToANN, SpikingModel, conv_bn, neuron_options, scaled_channels
-from training.models import register
+from training.layers import SeqToANN, SpikingModel, conv_bn, scaled_channels
+from training.registry import register
 
 __all__ = ["VGGSNN", "vggsnn", "vggsnn_woap", "VGG_CHANNELS"]
 
@@ -84,13 +84,9 @@ def vggsnn(
     image_size: int = 48,
     T: int = 10,
     width: float = 1.0,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> VGGSNN:
     """TET VGGSNN with average pooling (CIFAR10-DVS, T=10). 9,271,498 parameters at 10 classes."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return VGGSNN(num_classes, in_channels, image_size, T, neuron, width, use_pooling=True)
 
 
@@ -101,11 +97,7 @@ def vggsnn_woap(
     image_size: int = 48,
     T: int = 10,
     width: float = 1.0,
-    tau: float = 0.5,
-    v_threshold: float = 1.0,
-    surrogate: str = "triangle",
-    alpha: float | None = None,
+    neuron: dict | None = None,
 ) -> VGGSNN:
     """Official ``VGGSNNwoAP``: stride-2 convs instead of pooling. 9,271,498 parameters."""
-    neuron = neuron_options(tau, v_threshold, surrogate, alpha)
     return VGGSNN(num_classes, in_channels, image_size, T, neuron, width, use_pooling=False)

@@ -50,3 +50,29 @@ def test_registry_errors():
     assert "digits_snn" in models.names()
     # None means "use the default"
     assert models.build("digits_snn", T=None).T == 4
+
+
+def test_neuron_options_are_declared_once():
+    from training.config import TrainConfig
+    from training.registry import NEURON_OPTIONS
+
+    for name in models.names():
+        assert models.model_options(name)[-len(NEURON_OPTIONS) :] == list(NEURON_OPTIONS)
+    config = TrainConfig()
+    flags = {"tau": "tau", "v_threshold": "v_threshold", "surrogate": "surrogate"}
+    flags["alpha"] = "surrogate_alpha"
+    assert {key: getattr(config, flags[key]) for key in NEURON_OPTIONS} == NEURON_OPTIONS
+    with pytest.raises(ValueError, match="does not take"):
+        models.build("digits_snn", neuron={"tau": 0.1})
+
+
+def test_registry_imports_no_model_file():
+    import ast
+    import inspect
+
+    from training import registry
+
+    tree = ast.parse(inspect.getsource(registry))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {name for name in imported if name and name.startswith("training")}

@@ -1,139 +1,19 @@
 """Official TET state dicts -> our models.
 
-The official module *structure* (attribute names, containers, shared modules) is re-created below
-from ``models/layers.py``, ``resnet_models.py`` and ``VGG_models.py`` of the official repo, with
-channel counts as arguments so the forward comparison stays tiny. Its state dict then has exactly
-the official key names, including ResNet-19's aliases, and its batch-major forward (with its own
-LIF loop) is an independent reference for our time-major models.
+The official module *structure* (attribute names, containers, shared modules) is re-created in
+``benchmarks/official_style.py`` from ``models/layers.py``, ``resnet_models.py`` and
+``VGG_models.py`` of the official repo, with widths as arguments so the forward comparison stays
+tiny. Its state dict has exactly the official key names, including ResNet-19's aliases, and its
+batch-major forward (with its own LIF loop) is an independent reference for our time-major models.
 """
 
 import pytest
 import torch
 from torch import nn
 
+from benchmarks.official_style import OfficialResNet19, OfficialVGG
 from training import models
 from training.official import convert_official_state_dict
-
-
-def lif_batch_major(x):
-    """The official LIFSpike forward on ``[B, T, ...]`` (tau 0.5, threshold 1, hard reset)."""
-    u, spikes = torch.zeros_like(x[:, 0]), []
-    for t in range(x.shape[1]):
-        u = 0.5 * u + x[:, t]
-        spikes.append((u > 1.0).to(x.dtype))
-        u = u * (1 - spikes[-1])
-    return torch.stack(spikes, dim=1)
-
-
-class SeqToANNContainer(nn.Module):
-    """Merges ``[B, T]``; a single layer is stored as ``.module``, several as ``.module.<i>``."""
-
-    def __init__(self, *layers):
-        super().__init__()
-        self.module = layers[0] if len(layers) == 1 else nn.Sequential(*layers)
-
-    def forward(self, x):
-        y = self.module(x.flatten(0, 1))
-        return y.view(*x.shape[:2], *y.shape[1:])
-
-
-class TdBatchNorm(nn.Module):
-    """One BatchNorm2d registered twice: as ``bn`` and as ``seqbn.module``."""
-
-    def __init__(self, channels):
-        super().__init__()
-        self.bn = nn.BatchNorm2d(channels)
-        self.seqbn = SeqToANNContainer(self.bn)
-
-    def forward(self, x):
-        return self.seqbn(x)
-
-
-class TdLayer(nn.Module):
-    def __init__(self, layer, bn=None):
-        super().__init__()
-        self.layer = SeqToANNContainer(layer)
-        self.bn = bn
-
-    def forward(self, x):
-        x = self.layer(x)
-        return x if self.bn is None else self.bn(x)
-
-
-class OfficialBlock(nn.Module):
-    def __init__(self, c_in, c_out, stride, downsample):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = TdBatchNorm(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = TdBatchNorm(c_out)
-        self.downsample = downsample
-        self.conv1_s = TdLayer(self.conv1, self.bn1)
-        self.conv2_s = TdLayer(self.conv2, self.bn2)
-
-    def forward(self, x):
-        out = self.conv2_s(lif_batch_major(self.conv1_s(x)))
-        identity = x if self.downsample is None else self.downsample(x)
-        return lif_batch_major(out + identity)
-
-
-class OfficialResNet19(nn.Module):
-    def __init__(self, channels=(64, 128, 256, 512), hidden=256, num_classes=10, T=2):
-        super().__init__()
-        c0, c1, c2, c3 = channels
-        self.T = T
-        self.conv1 = nn.Conv2d(3, c0, 3, 1, 1, bias=False)
-        self.bn1 = TdBatchNorm(c0)
-        self.conv1_s = TdLayer(self.conv1, self.bn1)
-        self.layer1 = self.stage(c0, c1, 3, 1)
-        self.layer2 = self.stage(c1, c2, 3, 2)
-        self.layer3 = self.stage(c2, c3, 2, 2)
-        self.avgpool = TdLayer(nn.AdaptiveAvgPool2d((1, 1)))
-        self.fc1 = nn.Linear(c3, hidden)
-        self.fc1_s = TdLayer(self.fc1)
-        self.fc2 = nn.Linear(hidden, num_classes)
-        self.fc2_s = TdLayer(self.fc2)
-
-    @staticmethod
-    def stage(c_in, c_out, num_blocks, stride):
-        down = None
-        if stride != 1 or c_in != c_out:
-            down = TdLayer(nn.Conv2d(c_in, c_out, 1, stride, bias=False), TdBatchNorm(c_out))
-        blocks = [OfficialBlock(c_in, c_out, stride, down)]
-        blocks += [OfficialBlock(c_out, c_out, 1, None) for _ in range(num_blocks - 1)]
-        return nn.Sequential(*blocks)
-
-    def forward(self, x):
-        x = x.unsqueeze(1).repeat(1, self.T, 1, 1, 1)  # add_dimention: [B, T, C, H, W]
-        x = lif_batch_major(self.conv1_s(x))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        x = self.avgpool(x).flatten(2)
-        return self.fc2_s(lif_batch_major(self.fc1_s(x)))
-
-
-class Layer(nn.Module):
-    def __init__(self, c_in, c_out, stride):
-        super().__init__()
-        self.fwd = SeqToANNContainer(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        return lif_batch_major(self.fwd(x))
-
-
-class OfficialVGG(nn.Module):
-    """VGGSNN (``use_pooling``) or VGGSNNwoAP; one shared pooling module, as in the original."""
-
-    def __init__(self, channels=(64, 128, 256, 256, 512, 512, 512, 512), use_pooling=True, side=3):
-        super().__init__()
-        pool, layers = SeqToANNContainer(nn.AvgPool2d(2)), []
-        for index, (c_in, c_out) in enumerate(zip((2, *channels[:-1]), channels)):
-            layers.append(Layer(c_in, c_out, 2 if index % 2 and not use_pooling else 1))
-            layers += [pool] if index % 2 and use_pooling else []
-        self.features = nn.Sequential(*layers)
-        self.classifier = SeqToANNContainer(nn.Linear(channels[-1] * side * side, 10))
-
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(2))
 
 
 def randomize_batchnorm(model, generator):
@@ -151,7 +31,7 @@ def tiny_pair(name, generator):
     """(official replica, our model, static or sequence input) at 1/16 width, float64, eval."""
     torch.manual_seed(0)  # module init uses the global RNG
     if name == "resnet19":
-        official = OfficialResNet19((4, 8, 16, 32), hidden=16, T=2)
+        official = OfficialResNet19(T=2, width=1 / 16)  # channels 4, 8, 16, 32, hidden 16
         official.fc1.weight.data *= 8  # pooled rates are small; let fc1's LIF fire
         ours = models.build(name, width=1 / 16, T=2)
         x = torch.randn(4, 3, 8, 8, generator=generator, dtype=torch.float64)

@@ -1,0 +1,1 @@
+"""Benchmarks and the official-style reference implementation (``benchmarks.official_style``)."""

@@ -1,0 +1,240 @@
+"""The state of one training run and how it is set up: data, model, optimizer, resumed history.
+
+``setup_run`` turns a config and a run directory into a ``RunState``, the one object the epoch
+loop (``training.trainer``) and the training steps (``training.epoch``) read and update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from training import checkpoint, models
+from training.config import TrainConfig
+from training.data import TensorLoader, dataset_for, random_crop_flip
+from training.distributed import Distributed
+from training.errors import CheckpointError, ConfigError, DataError
+from training.run_log import MomentumTracker
+
+__all__ = ["RunData", "RunState", "make_data", "model_kwargs_for", "build_optimizer", "setup_run"]
+
+_RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last")  # may change on resume
+
+
+@dataclasses.dataclass
+class RunData:
+    """The loaders of a run (on the device) and what the model needs to know about the data."""
+
+    train: TensorLoader
+    test: TensorLoader
+    train_eval: TensorLoader | None
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None
+    input_shape: tuple
+    num_classes: int
+
+
+@dataclasses.dataclass
+class RunState:
+    """Everything a training run holds between epochs.
+
+    Attributes:
+        config: The run's configuration.
+        run_dir: Output directory.
+        dist: Rank and world size.
+        device: Where the model and data live.
+        data: Loaders and data shape.
+        model: The model that is saved and evaluated.
+        model_kwargs: Options of ``training.models.build`` that rebuild ``model``.
+        optimizer: The optimizer.
+        scheduler: The per-epoch learning-rate schedule.
+        stored: The config as stored in ``config.json`` and checkpoints (plus the data shape).
+        start: First epoch to train (0-based; > 0 when resumed).
+        history: One metrics row per finished epoch.
+        tracker: Gradient-momentum statistics, or None when they are off.
+        forward_model: The module the training steps call (DDP-wrapped and/or compiled).
+        progress: Show tqdm bars.
+    """
+
+    config: TrainConfig
+    run_dir: Path
+    dist: Distributed
+    device: torch.device
+    data: RunData
+    model: nn.Module
+    model_kwargs: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    stored: dict
+    start: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    tracker: MomentumTracker | None = None
+    forward_model: nn.Module | None = None
+    progress: bool = True
+
+
+def model_kwargs_for(config: TrainConfig, input_shape: tuple, num_classes: int) -> dict:
+    """Build options of the config's model for this data (only those the model takes)."""
+    candidates = {
+        "num_classes": num_classes,
+        "in_channels": input_shape[-3],  # (C, H, W) or (T, C, H, W)
+        "image_size": input_shape[-1],
+        "T": config.T,
+        "tau": config.tau,
+        "v_threshold": config.v_threshold,
+        "surrogate": config.surrogate,
+        "alpha": config.surrogate_alpha,
+        "width": config.width,
+    }
+    accepted = models.model_options(config.model)
+    return {k: v for k, v in candidates.items() if k in accepted and v is not None}
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig):
+    """Adam or SGD with a cosine schedule to 0 over the epochs, stepped once per epoch."""
+    if config.optimizer == "adam":
+        optimizer = torch.optim.Adam(
+            model.parameters(), config.lr, weight_decay=config.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+def _imagenet_data(config: TrainConfig, device: torch.device, dist: Distributed) -> RunData:
+    from training.imagenet import ImageNetLoader, imagenet_datasets
+
+    try:
+        train, val = imagenet_datasets(config.data_root)
+    except (FileNotFoundError, ImportError) as error:
+        raise DataError(str(error).splitlines()[0]) from None
+    common = {"device": device, "rank": dist.rank, "world": dist.world}
+    train_loader = ImageNetLoader(
+        train, config.batch_size, shuffle=True, seed=config.seed, **common
+    )
+    val_loader = ImageNetLoader(val, max(256, config.batch_size), **common)
+    return RunData(train_loader, val_loader, None, None, (3, 224, 224), len(train.classes))
+
+
+def _augmentation(config: TrainConfig, x: Tensor, pad_value: tuple) -> Callable | None:
+    """The on-device augmentation of the training batches, or None."""
+    if config.augment and x.ndim == 5:
+        from training.dvs import augment_dvs
+
+        return lambda x, g: augment_dvs(x, g, batch_dim=1)  # [T, B, 2, H, W]
+    if config.augment:
+        return lambda x, g: random_crop_flip(x, 4, pad_value, g)
+    return None
+
+
+def make_data(config: TrainConfig, device: torch.device, dist: Distributed) -> RunData:
+    """Tensors on the device; test and train-eval splits sharded over ranks without padding."""
+    if config.dataset == "imagenet":
+        return _imagenet_data(config, device, dist)
+    dataset = dataset_for(dataclasses.asdict(config))
+    if not len(dataset.y_train) or not len(dataset.y_test):
+        sizes = f"{len(dataset.y_train)} train / {len(dataset.y_test)} test"
+        raise DataError(
+            f"dataset {config.dataset} at {config.data_root} has an empty split ({sizes})"
+        )
+    eval_batch = max(256, config.batch_size)
+
+    def sharded(x: Tensor, y: Tensor) -> TensorLoader:
+        part = dist.shard(len(y))
+        return TensorLoader(x[part].to(device), y[part].to(device), eval_batch)
+
+    x, y = dataset.x_train.to(device), dataset.y_train.to(device)
+    train = TensorLoader(x, y, config.batch_size, shuffle=True, seed=config.seed)
+    augment = _augmentation(config, x, dataset.pad_value)
+    test = sharded(dataset.x_test, dataset.y_test)
+    train_eval = sharded(dataset.x_train, dataset.y_train)
+    return RunData(train, test, train_eval, augment, dataset.input_shape, dataset.num_classes)
+
+
+def _build_model(config: TrainConfig, kwargs: dict, device: torch.device) -> nn.Module:
+    """The model, initialized with ``config.seed`` (global RNG untouched), optionally from
+    ``config.init_from``'s weights, in channels-last format if asked."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = models.build(config.model, **kwargs).to(device)
+    if config.init_from:
+        # e.g. TIT: a checkpoint trained at a smaller T
+        raw = checkpoint.load_raw(config.init_from)
+        where = f"--init-from {config.init_from}"
+        checkpoint.load_state_dict_strict(model, raw["model"]["state_dict"], where)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _resume(state: RunState) -> dict:
+    """Load ``last.pt`` into the state's model, optimizer and schedule; returns the raw dict."""
+    path = state.run_dir / "last.pt"
+    raw = checkpoint.load_raw(path)
+    changed = sorted(
+        k
+        for k in state.stored
+        if k not in _RUNTIME_FIELDS and raw["config"].get(k) != state.stored[k]
+    )
+    if changed:
+        raise ConfigError(
+            f"cannot resume {state.run_dir}: config differs in {changed}; use a new --out"
+        )
+    checkpoint.load_state_dict_strict(state.model, raw["model"]["state_dict"], str(path))
+    state.optimizer.load_state_dict(raw["optimizer"])
+    state.scheduler.load_state_dict(raw["scheduler"])
+    state.start = raw["epoch"]
+    state.history = list(raw.get("history", []))
+    return raw
+
+
+def _forward_model(state: RunState) -> nn.Module:
+    """The module the training steps call: DDP-wrapped and/or compiled around the model."""
+    model = state.model
+    if state.dist.world > 1:
+        ids = [state.device.index] if state.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(model) if state.config.compile else model
+
+
+def setup_run(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    dist: Distributed,
+    device: torch.device,
+    progress: bool = True,
+) -> RunState:
+    """Data, model, optimizer, schedule, resumed history and statistics tracker of a run.
+
+    Raises:
+        CheckpointError: If ``run_dir`` holds a run and ``resume`` is False.
+        ConfigError: If the run to resume has a different config.
+    """
+    data = make_data(config, device, dist)
+    kwargs = model_kwargs_for(config, data.input_shape, data.num_classes)
+    model = _build_model(config, kwargs, device)
+    optimizer, scheduler = build_optimizer(model, config)
+    shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes}
+    stored = {**dataclasses.asdict(config), **shape}
+    state = RunState(
+        config, run_dir, dist, device, data, model, kwargs, optimizer, scheduler, stored
+    )
+    state.progress = progress
+    resumed = {}
+    if (run_dir / "last.pt").exists():
+        if not resume:
+            raise CheckpointError(f"{run_dir} already holds a run; pass --resume or --overwrite")
+        resumed = _resume(state)
+    if config.gradient_stats:
+        state.tracker = MomentumTracker(config, data.train, model, resumed)
+    state.forward_model = _forward_model(state)
+    return state
