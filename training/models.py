@@ -149,4 +149,4 @@ def spiking_mlp(
     return SpikingMLP(in_features, num_classes, tuple(hidden), T, neuron)
 
 
-from training import resnet, vgg  # noqa: E402,F401  registers the paper models
+from training import conv1d, resnet, vgg  # noqa: E402,F401  registers the paper models
