@@ -1,4 +1,4 @@
-"""A 1-D spiking CNN for MNIST-1D, for both encodings (``training.mnist1d``).
+"""A 1-D spiking CNN for MNIST-1D, for both encodings (``training.mnist1d_data``).
 
 ``mnist1d_snn``: ``[Conv1d(k=3, same) -> BN -> LIF -> AvgPool1d(2)] * len(channels)`` then
 ``Flatten -> Linear`` on every time step, with no neuron on the output layer (TET's readout). A

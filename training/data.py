@@ -202,7 +202,7 @@ def load_dataset(
         upsample: Digits only: nearest-neighbour upsampling factor.
         frames: CIFAR10-DVS: number of event frames per sample; MNIST-1D ``sequence``: T.
         mnist1d: MNIST-1D only: ``samples``, ``encoding``, ``validation`` of
-            ``training.mnist1d.load_mnist1d``.
+            ``training.mnist1d_data.load_mnist1d``.
 
     Raises:
         DataError: On an unknown name or missing files.
@@ -216,7 +216,7 @@ def load_dataset(
     if name == "cifar10_dvs":
         return _load_dvs(data_root, frames)
     if name == "mnist1d":
-        from training.mnist1d import load_mnist1d
+        from training.mnist1d_data import load_mnist1d
 
         return load_mnist1d(data_root, T=frames, **(mnist1d or {}))
     if name == "imagenet":
