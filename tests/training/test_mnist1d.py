@@ -158,7 +158,18 @@ def test_cli_trains_tiny_split_and_sdt_tet_share_initial_weights(tmp_path, encod
     # A fresh data root: run.py generates the data (training/ is sys.path[0] there, so a module
     # training/mnist1d.py would shadow the package).
     data = tmp_path / "data"
-    args = [*TINY, "--data-root", str(data), "--out", str(tmp_path), "--encoding", encoding]
+    committed = REPO / "configs" / "mnist1d.json"  # flags given below override it
+    args = [
+        "--config",
+        str(committed),
+        *TINY,
+        "--data-root",
+        str(data),
+        "--out",
+        str(tmp_path),
+        "--encoding",
+        encoding,
+    ]
     out = subprocess.run([*RUN, *args, "--save-every", "1"], env=ENV, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -167,6 +178,8 @@ def test_cli_trains_tiny_split_and_sdt_tet_share_initial_weights(tmp_path, encod
     config = json.loads((runs["tet"] / "config.json").read_text())
     shape = [1, 1, 40] if encoding == "static" else [4, 1, 1, 10]
     assert config["input_shape"] == shape and config["encoding"] == encoding
+    values = json.loads(committed.read_text())
+    assert all(config[k] == values[k] for k in ("tet_lambda", "tet_phi", "lr", "T", "width"))
     init = {m: _state(run / "epoch_000.pt") for m, run in runs.items()}
     assert init["sdt"].keys() == init["tet"].keys()
     assert all(torch.equal(init["sdt"][k], init["tet"][k]) for k in init["sdt"])
