@@ -30,6 +30,7 @@ import hashlib
 import importlib.metadata
 import json
 import random
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def load_arrays(root: str | Path, samples: int = 5000) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return {name: arrays[name] for name in _ARRAYS}
-        except (OSError, KeyError, ValueError) as error:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
             raise DataError(f"unreadable MNIST-1D cache {path} ({error}); delete it") from None
     arrays = generate(args)
     meta = np.array(json.dumps({"args": args, "mnist1d": _package_version()}, sort_keys=True))
