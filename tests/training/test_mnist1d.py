@@ -214,3 +214,13 @@ def test_sdt_and_tet_draw_the_same_batches(root, tmp_path, monkeypatch):
     first = [b[2] for b in batches["sdt"] if b[0] == 0][0]
     second = [b[2] for b in batches["sdt"] if b[0] == 1][0]
     assert not torch.equal(first, second)  # a new order every epoch
+
+
+def test_corrupt_cache_is_a_data_error(tmp_path):
+    from training.errors import DataError
+
+    path = mnist1d.cache_path(tmp_path, mnist1d.generation_args(100))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npz")
+    with pytest.raises(DataError, match="delete it"):
+        mnist1d.load_arrays(tmp_path, 100)
