@@ -43,10 +43,26 @@ class TrainConfig:
     """Everything that defines a training run; stored in ``config.json`` and every checkpoint."""
 
     model: str = _f("digits_snn", "registered model name (see training.models.names())")
-    dataset: str = _f("digits", "digits | cifar10 | cifar100 | cifar10_dvs | imagenet | npz")
+    dataset: str = _f(
+        "digits", "digits | cifar10 | cifar100 | cifar10_dvs | imagenet | npz | mnist1d"
+    )
     data_root: str = _f("data", "dataset folder (for npz: the .npz file)")
     upsample: int = _f(1, "digits only: nearest-neighbour upsampling factor of the 8x8 images")
     T: int = _f(4, "number of time steps (static images are repeated T times)")
+    encoding: str = _f(
+        "static",
+        "mnist1d only: static (the 40-sample signal at every step) | sequence (40/T samples per "
+        "step; T must divide 40)",
+        choices=("static", "sequence"),
+    )
+    mnist1d_samples: int = _f(
+        5000, "mnist1d only: generated samples, split 4:1 train:test (package default 5000)"
+    )
+    mnist1d_validation: float = _f(
+        0.0,
+        "mnist1d only: evaluate on this last fraction of the training split, held out, instead "
+        "of the test split (to choose settings; 0: test split)",
+    )
     method: str = _f("tet", "training loss: sdt (CE of the mean output) | tet (TET Eq. 13)")
     tet_lambda: float = _f(0.05, "weight of the MSE term (TET Eq. 13; paper: 0.05 CIFAR, 1e-3 DVS)")
     tet_phi: float = _f(1.0, "target of the MSE term (TET Eq. 12; paper: V_th = 1)")
@@ -97,10 +113,31 @@ class TrainConfig:
                 not self.switch_to_tet_at or self.method == "sdt",
                 "switch_to_tet_at needs method sdt",
             ),
+            *self._mnist1d_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def _mnist1d_checks(self) -> list[tuple[bool, str]]:
+        is_mnist1d = self.dataset == "mnist1d"
+        return [
+            (
+                self.encoding in ("static", "sequence"),
+                f"encoding must be static or sequence, got {self.encoding!r}",
+            ),
+            (is_mnist1d or self.encoding == "static", "encoding sequence needs dataset mnist1d"),
+            (
+                not is_mnist1d or self.encoding == "static" or 40 % self.T == 0,
+                f"encoding sequence needs T dividing the 40 MNIST-1D samples, got T={self.T}",
+            ),
+            (self.mnist1d_samples >= 10, "mnist1d_samples must be >= 10 (one per class)"),
+            (0.0 <= self.mnist1d_validation < 1.0, "mnist1d_validation must be in [0, 1)"),
+            (
+                not (is_mnist1d and self.augment),
+                "augment (crop + flip of images) is not for mnist1d",
+            ),
+        ]
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed."""

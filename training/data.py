@@ -184,11 +184,15 @@ def load_npz(path: str | Path) -> Dataset:
     return Dataset(path.stem, x_train, y_train, x_test, y_test, num_classes, (0.0,))
 
 
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10_dvs", "npz", "imagenet")
+DATASETS = ("digits", "cifar10", "cifar100", "cifar10_dvs", "npz", "imagenet", "mnist1d")
 
 
 def load_dataset(
-    name: str, data_root: str | Path = "data", upsample: int = 1, frames: int = 10
+    name: str,
+    data_root: str | Path = "data",
+    upsample: int = 1,
+    frames: int = 10,
+    mnist1d: dict | None = None,
 ) -> Dataset:
     """Load a dataset by name (``DATASETS``); ``npz`` reads ``data_root`` as the file path.
 
@@ -196,7 +200,9 @@ def load_dataset(
         name: One of ``DATASETS``.
         data_root: Dataset folder (``npz``: the file).
         upsample: Digits only: nearest-neighbour upsampling factor.
-        frames: CIFAR10-DVS only: number of event frames T per sample.
+        frames: CIFAR10-DVS: number of event frames per sample; MNIST-1D ``sequence``: T.
+        mnist1d: MNIST-1D only: ``samples``, ``encoding``, ``validation`` of
+            ``training.mnist1d_data.load_mnist1d``.
 
     Raises:
         DataError: On an unknown name or missing files.
@@ -209,6 +215,11 @@ def load_dataset(
         return load_npz(data_root)
     if name == "cifar10_dvs":
         return _load_dvs(data_root, frames)
+    if name == "mnist1d":
+        from training.mnist1d_data import load_mnist1d
+
+        x_train, y_train, x_test, y_test = load_mnist1d(data_root, T=frames, **(mnist1d or {}))
+        return Dataset("mnist1d", x_train, y_train, x_test, y_test, 10, (0.0,))
     if name == "imagenet":
         raise DataError(
             "imagenet is streamed from disk, not held as tensors; see training.imagenet"
@@ -229,7 +240,13 @@ def _load_dvs(root: str | Path, frames: int) -> Dataset:
 def dataset_for(config: dict) -> Dataset:
     """The dataset a training config (or a checkpoint's config) was trained on."""
     root, upsample = config.get("data_root", "data"), config.get("upsample", 1)
-    return load_dataset(config["dataset"], root, upsample, frames=config.get("T", 10))
+    mnist1d = {
+        "samples": config.get("mnist1d_samples", 5000),
+        "encoding": config.get("encoding", "static"),
+        "validation": config.get("mnist1d_validation", 0.0),
+    }
+    frames = config.get("T", 10)
+    return load_dataset(config["dataset"], root, upsample, frames=frames, mnist1d=mnist1d)
 
 
 def random_crop_flip(x: Tensor, padding: int, pad_value: tuple[float, ...], generator) -> Tensor:

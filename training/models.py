@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from training import resnet, vgg  # noqa: F401  (their import registers the paper models)
+from training import conv1d, resnet, vgg  # noqa: F401  (their import registers the paper models)
 from training.layers import SeqToANN, SpikingModel, conv_bn
 from training.registry import build, model_options, names, register
 
