@@ -49,4 +49,33 @@ for entry in "${COMMANDS[@]}"; do
     status=1
   fi
 done
+
+# ---- batched Hessian-vector products (issue 13; benchmarks/hessian_batched.py) ------------------
+# Per-product speedup of HessianOperator.matmat (k=16) over single products on the width-1/16
+# spiking ResNet-19 at T=2 (random CIFAR-shaped data, 256 samples), then the Hessian command's
+# default work (top-5 + Hutch++ 99) batched against one product at a time. Limits sum to 200 s.
+HVP_COMMANDS=(
+  "80|--model resnet19 --device cuda --samples 256 --batch-size 128 --k 16 --skip-command"
+  "120|--model resnet19 --device cuda --samples 256 --batch-size 128 --k 16"
+)
+for entry in "${HVP_COMMANDS[@]}"; do
+  limit="${entry%%|*}"
+  args="${entry#*|}"
+  if [ "$MODE" = "--print" ]; then
+    echo "$args"
+    continue
+  fi
+  if [ "$MODE" = "--dry-run" ]; then
+    args="${args//--device cuda/--device cpu} --dry-run --threads 1"
+  fi
+  echo "== python -m benchmarks.hessian_batched $args"
+  # shellcheck disable=SC2086  # word splitting of $args is intended
+  timeout "$limit" python -m benchmarks.hessian_batched $args
+  rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "== FAILED (exit $rc; 124 = over the ${limit} s limit)"
+    status=1
+  fi
+done
+# ---- end of batched Hessian-vector products -----------------------------------------------------
 exit "$status"
