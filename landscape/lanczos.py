@@ -213,16 +213,29 @@ def top_eigenvalues(
         return block_top_eigenvalues(
             operator, k, which, tol, max_steps, min_steps, generator, return_vectors, block_size
         )
+    return _lanczos_top(operator, k, which, tol, max_steps, min_steps, generator, return_vectors)
+
+
+def _lanczos_top(
+    operator: LinearOperator,
+    k: int,
+    which: str,
+    tol: float,
+    max_steps: int,
+    min_steps: int,
+    generator: torch.Generator | None,
+    return_vectors: bool,
+) -> EigenResult:
+    """Single-vector Lanczos for :func:`top_eigenvalues` (arguments checked)."""
     start = operator.num_matvecs
     for state in lanczos(operator, max_steps, generator):
         if state.num_steps < max(min_steps, k):
             continue
         theta, vectors, residuals = ritz(state, k, which)
-        exact = state.num_steps == n
+        exact = state.num_steps == operator.shape[0]
         if exact or (not state.is_breakdown and bool((residuals <= tol).all())):
             break
-    converged = residuals <= tol
-    warn_unconverged(residuals, tol, max_steps, stacklevel=2)
+    warn_unconverged(residuals, tol, max_steps, stacklevel=3)
     eigenvectors = None
     if return_vectors:
         eigenvectors = state.basis.T @ vectors.to(state.basis.dtype)  # [n, k]
@@ -230,7 +243,7 @@ def top_eigenvalues(
         eigenvalues=theta,
         eigenvectors=eigenvectors,
         residuals=residuals,
-        converged=converged,
+        converged=residuals <= tol,
         num_matvecs=operator.num_matvecs - start,
         num_steps=state.num_steps,
         which=which,
