@@ -81,15 +81,15 @@ def _lanczos_block(
     """
     n, num_repeats = starts.shape
     num_steps = min(num_steps, n)
-    Q = starts / starts.norm(dim=0)
+    Q = (starts / starts.norm(dim=0)).T.contiguous()  # [R, n]: contiguous rows, as in lanczos
     bases = [Q.new_empty(0, n) for _ in range(num_repeats)]
     alphas, betas = torch.zeros(2, num_repeats, num_steps, dtype=torch.float64)
     scales = [0.0] * num_repeats
     for step in range(num_steps):
-        bases = [torch.cat([basis, q[None]]) for basis, q in zip(bases, Q.T)]
-        W = operator @ Q  # [n, R]: one batched pass for all probes
-        columns = []
-        for r, (basis, q, w) in enumerate(zip(bases, Q.T, W.T)):
+        bases = [torch.cat([basis, q[None]]) for basis, q in zip(bases, Q)]
+        W = (operator @ Q.T).T.contiguous()  # [R, n]: one batched pass for all probes
+        rows = []
+        for r, (basis, q, w) in enumerate(zip(bases, Q, W)):
             alpha = torch.dot(q, w).item()
             w = _orthogonalize(w, basis)
             beta = w.norm().item()
@@ -97,10 +97,8 @@ def _lanczos_block(
             is_breakdown = beta <= 100 * torch.finfo(operator.dtype).eps * scales[r]
             alphas[r, step], betas[r, step] = alpha, 0.0 if is_breakdown else beta
             if step + 1 < num_steps:
-                columns.append(
-                    _unit_random(operator, generator, basis) if is_breakdown else w / beta
-                )
-        Q = torch.stack(columns, dim=1) if columns else Q
+                rows.append(_unit_random(operator, generator, basis) if is_breakdown else w / beta)
+        Q = torch.stack(rows) if rows else Q
     return alphas, betas
 
 
