@@ -17,6 +17,8 @@ on CPU, float32, it took 0.27 s against 0.38 s per HVP on the digits SNN (256 sa
 0.34 s against 0.67 s on a width-1/16 spiking ResNet-19 (``benchmarks/hessian_vs_pyhessian.py``).
 :meth:`Objective.hvp_function` keeps the gradient graph alive, so that each further product is a
 single double-backward pass (0.16 s and 0.23 s there, 2.3x and 2.2x the cost of a gradient).
+Both take a block ``V [P, k]`` too: the ``k`` tangents become a vmapped batch dimension of one
+pass (equal to ``k`` single products to rounding; ``benchmarks/hessian_batched.py``).
 """
 
 from __future__ import annotations
