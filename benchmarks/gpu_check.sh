@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# GPU check of the training fast paths (issue 3): images/s and peak memory of full-width ResNet-19
-# on CIFAR-shaped random data (batch 128, T=4), fp32 and bf16 autocast, eager and torch.compile
-# (200 timed steps eager, 100 compiled), then the ours / official-style throughput ratio on the GPU.
-# Every command has its own time limit (the surface block at the end: 300 s), so the whole script ends
-# within 13 minutes.
+# GPU check (issues 3 and 13), one table of benchmark commands, each with its own time limit:
+#   - training: images/s and peak memory of full-width ResNet-19 on CIFAR-shaped random data
+#     (batch 128, T=4), fp32 and bf16 autocast, eager and torch.compile, then ours / official-style;
+#   - batched Hessian-vector products: per-product speedup of matmat (k=16) over single products on
+#     the width-1/16 spiking ResNet-19 at T=2, then the Hessian command's default work (top-5 and
+#     Hutch++ 99) batched against one product at a time;
+#   - the surface engine: ResNet-19 (T=2) grid points/s, stacked points against the plain loop.
+# The limits sum to 970 s; on an H200 the whole script is expected to take well under 8 minutes.
 #
 # Usage (from anywhere):
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine
 #   bash benchmarks/gpu_check.sh --dry-run   # the same commands, tiny and on the CPU, no compile
-#   bash benchmarks/gpu_check.sh --print     # only print the commands
+#   bash benchmarks/gpu_check.sh --print     # only print the commands (module and arguments)
 set -u
 cd "$(dirname "$0")/.."
 MODE="${1:-run}"
@@ -20,51 +23,38 @@ esac
 FULL="--device cuda --width 1 --batch-size 128 --T 4 --image-size 32"
 EAGER="--only ours --no-check --warmup 5 --steps 50 --repeats 4"
 COMPILED="--only ours --no-check --warmup 3 --steps 25 --repeats 4"  # warm-up includes compiling
-# "time limit in seconds | arguments of benchmarks/train_throughput.py"; limits sum to 470 s
+HVP="--model resnet19 --device cuda --samples 256 --batch-size 128 --k 16"
+# "time limit in seconds | module under benchmarks/ | arguments"
 COMMANDS=(
-  "70|$FULL $EAGER --no-bf16 --no-compile"
-  "70|$FULL $EAGER --bf16 --no-compile"
-  "125|$FULL $COMPILED --no-bf16 --compile"
-  "125|$FULL $COMPILED --bf16 --compile"
-  "80|$FULL --only both --warmup 3 --steps 20 --repeats 5"
+  "70|train_throughput|$FULL $EAGER --no-bf16 --no-compile"
+  "70|train_throughput|$FULL $EAGER --bf16 --no-compile"
+  "125|train_throughput|$FULL $COMPILED --no-bf16 --compile"
+  "125|train_throughput|$FULL $COMPILED --bf16 --compile"
+  "80|train_throughput|$FULL --only both --warmup 3 --steps 20 --repeats 5"
+  "80|hessian_batched|$HVP --skip-command"
+  "120|hessian_batched|$HVP"
+  "300|surface_gpu|--device cuda --width 1 --T 2 --samples 512 --batch-size 256 --points 32 --points-per-forward 16"
 )
 
 status=0
 for entry in "${COMMANDS[@]}"; do
-  limit="${entry%%|*}"
-  args="${entry#*|}"
+  IFS='|' read -r limit module args <<<"$entry"
   if [ "$MODE" = "--print" ]; then
-    echo "$args"
+    echo "$module $args"
     continue
   fi
   if [ "$MODE" = "--dry-run" ]; then
     case "$args" in *"--compile"*) echo "== skipped in dry run (compile): $args"; continue ;; esac
-    args="$args --dry-run --device cpu --threads 1"
+    args="${args//--device cuda/--device cpu} --dry-run"
+    [ "$module" = "surface_gpu" ] || args="$args --threads 1"
   fi
-  echo "== python -m benchmarks.train_throughput $args"
+  echo "== python -m benchmarks.$module $args"
   # shellcheck disable=SC2086  # word splitting of $args is intended
-  timeout "$limit" python -m benchmarks.train_throughput $args
+  timeout "$limit" python -m "benchmarks.$module" $args
   rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "== FAILED (exit $rc; 124 = over the ${limit} s limit)"
     status=1
   fi
 done
-
-# --- Surface engine (issue 13, item 3): ResNet-19 grid points/s, stacked points vs plain loop ---
-SURFACE="--device cuda --width 1 --T 2 --samples 512 --batch-size 256 --points 32 --points-per-forward 16"
-if [ "$MODE" = "--print" ]; then
-  echo "benchmarks.surface_gpu $SURFACE"
-else
-  [ "$MODE" = "--dry-run" ] && SURFACE="--dry-run"
-  echo "== python -m benchmarks.surface_gpu $SURFACE"
-  # shellcheck disable=SC2086  # word splitting of $SURFACE is intended
-  timeout 300 python -m benchmarks.surface_gpu $SURFACE
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    echo "== FAILED (exit $rc; 124 = over the 300 s limit)"
-    status=1
-  fi
-fi
-# --- end of the surface engine block ---
 exit "$status"

@@ -32,7 +32,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     add = parser.add_argument
     add("--device", default="cuda")
@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     add("--points", type=int, default=32)
     add("--points-per-forward", type=int, default=16)
     add("--dry-run", action="store_true", help="tiny model and data on the CPU")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.dry_run:
         args.device, args.width, args.samples, args.points = "cpu", 0.0625, 4, 2
         args.batch_size, args.points_per_forward = 4, 2

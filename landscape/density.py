@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from landscape.lanczos import lanczos
+from landscape.lanczos import _orthogonalize, _unit_random
 from landscape.operators import LinearOperator, random_vectors, require_symmetric
 from landscape.results import DensityResult
 
@@ -31,6 +31,8 @@ def slq_nodes(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Quadrature nodes and weights from ``num_repeats`` Lanczos runs of ``num_steps`` each.
+
+    The runs are independent recurrences advanced together, one block product per step.
 
     Args:
         A: Symmetric operator or ``[n, n]`` tensor.
@@ -49,14 +51,55 @@ def slq_nodes(
         raise ValueError(f"num_repeats must be >= 1, got {num_repeats}")
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    n = operator.shape[0]
+    starts = [
+        random_vectors(n, None, "rademacher", generator, operator) for _ in range(num_repeats)
+    ]
+    alphas, betas = _lanczos_block(operator, torch.stack(starts, dim=1), num_steps, generator)
     nodes, weights = [], []
-    for _ in range(num_repeats):
-        start = random_vectors(operator.shape[0], None, "rademacher", generator, operator)
-        *_, state = lanczos(operator, num_steps, generator, start=start)
-        theta, vectors = torch.linalg.eigh(state.tridiagonal())
+    for alpha, beta in zip(alphas, betas):
+        off = beta[:-1]
+        theta, vectors = torch.linalg.eigh(
+            torch.diag(alpha) + torch.diag(off, 1) + torch.diag(off, -1)
+        )
         nodes.append(theta)
         weights.append(vectors[0] ** 2)
     return torch.stack(nodes), torch.stack(weights)
+
+
+def _lanczos_block(
+    operator: LinearOperator, starts: Tensor, num_steps: int, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Independent Lanczos recurrences from the columns of ``starts [n, R]``, advanced together.
+
+    Each step is one block product ``A [q_1 ... q_R]``; each recurrence does exactly what
+    :func:`landscape.lanczos.lanczos` does (full reorthogonalization against its own basis, a
+    fresh random vector after a breakdown).
+
+    Returns:
+        ``alphas [R, m]`` and ``betas [R, m]`` (float64), ``m = min(num_steps, n)``.
+    """
+    n, num_repeats = starts.shape
+    num_steps = min(num_steps, n)
+    Q = (starts / starts.norm(dim=0)).T.contiguous()  # [R, n]: contiguous rows, as in lanczos
+    bases = [Q.new_empty(0, n) for _ in range(num_repeats)]
+    alphas, betas = torch.zeros(2, num_repeats, num_steps, dtype=torch.float64)
+    scales = [0.0] * num_repeats
+    for step in range(num_steps):
+        bases = [torch.cat([basis, q[None]]) for basis, q in zip(bases, Q)]
+        W = (operator @ Q.T).T.contiguous()  # [R, n]: one batched pass for all probes
+        rows = []
+        for r, (basis, q, w) in enumerate(zip(bases, Q, W)):
+            alpha = torch.dot(q, w).item()
+            w = _orthogonalize(w, basis)
+            beta = w.norm().item()
+            scales[r] = max(scales[r], abs(alpha), beta)
+            is_breakdown = beta <= 100 * torch.finfo(operator.dtype).eps * scales[r]
+            alphas[r, step], betas[r, step] = alpha, 0.0 if is_breakdown else beta
+            if step + 1 < num_steps:
+                rows.append(_unit_random(operator, generator, basis) if is_breakdown else w / beta)
+        Q = torch.stack(rows) if rows else Q
+    return alphas, betas
 
 
 def gaussian_density(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float) -> Tensor:

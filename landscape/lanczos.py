@@ -16,13 +16,13 @@ Lanczos from one start vector finds each eigenvalue once; exact multiplicities a
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from landscape.block import block_top_eigenvalues, select, warn_unconverged
 from landscape.operators import LinearOperator, random_vectors, require_symmetric
 from landscape.results import EigenResult
 
@@ -139,13 +139,7 @@ def ritz(state: LanczosState, k: int, which: str) -> tuple[Tensor, Tensor, Tenso
         ``beta_m |S[m-1]| / max(|theta|, eps ||T_m||)`` ``[k]``.
     """
     theta, vectors = torch.linalg.eigh(state.tridiagonal())
-    if which == "LA":
-        order = torch.argsort(theta, descending=True)
-    elif which == "SA":
-        order = torch.argsort(theta)
-    else:
-        order = torch.argsort(theta.abs(), descending=True)
-    order = order[:k]
+    order = select(theta, which, k)
     theta, vectors = theta[order], vectors[:, order]
     floor = torch.finfo(state.basis.dtype).eps * theta.abs().max().clamp_min(1e-300)
     residuals = state.betas[-1] * vectors[-1].abs() / theta.abs().clamp_min(floor)
@@ -174,6 +168,7 @@ def top_eigenvalues(
     min_steps: int | None = None,
     generator: torch.Generator | None = None,
     return_vectors: bool = True,
+    block_size: int | None = None,
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of a symmetric operator by Lanczos with adaptive Krylov size.
 
@@ -190,6 +185,9 @@ def top_eigenvalues(
             Ritz value converging to a neighbour of the wanted eigenvalue early on.
         generator: CPU generator for the start vector.
         return_vectors: Also return the Ritz vectors ``[n, k]``.
+        block_size: ``1``: single-vector Lanczos; ``b > 1``: block Lanczos with ``b`` products
+            per step (:mod:`landscape.block`), faster where the operator's batched products are;
+            ``None``: the operator's ``block_size`` (1 unless it batches faster).
 
     Returns:
         :class:`~landscape.results.EigenResult`.
@@ -208,23 +206,36 @@ def top_eigenvalues(
     max_steps = min(n, max(100, 20 * k)) if max_steps is None else min(max_steps, n)
     min_steps = min(n, 2 * k + 5, max_steps) if min_steps is None else min_steps
     _check_top_args(n, k, which, tol, max_steps, min_steps)
+    block_size = operator.block_size if block_size is None else block_size
+    if not block_size >= 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    if block_size > 1:
+        return block_top_eigenvalues(
+            operator, k, which, tol, max_steps, min_steps, generator, return_vectors, block_size
+        )
+    return _lanczos_top(operator, k, which, tol, max_steps, min_steps, generator, return_vectors)
+
+
+def _lanczos_top(
+    operator: LinearOperator,
+    k: int,
+    which: str,
+    tol: float,
+    max_steps: int,
+    min_steps: int,
+    generator: torch.Generator | None,
+    return_vectors: bool,
+) -> EigenResult:
+    """Single-vector Lanczos for :func:`top_eigenvalues` (arguments checked)."""
     start = operator.num_matvecs
     for state in lanczos(operator, max_steps, generator):
         if state.num_steps < max(min_steps, k):
             continue
         theta, vectors, residuals = ritz(state, k, which)
-        exact = state.num_steps == n
+        exact = state.num_steps == operator.shape[0]
         if exact or (not state.is_breakdown and bool((residuals <= tol).all())):
             break
-    converged = residuals <= tol
-    if not converged.all():
-        warnings.warn(
-            f"top_eigenvalues: {int((~converged).sum())} of {k} Ritz pairs did not reach the "
-            f"relative residual tol={tol:g} within max_steps={max_steps} (residuals "
-            f"{[f'{r:.2g}' for r in residuals.tolist()]}); increase max_steps or tol",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    warn_unconverged(residuals, tol, max_steps, stacklevel=3)
     eigenvectors = None
     if return_vectors:
         eigenvectors = state.basis.T @ vectors.to(state.basis.dtype)  # [n, k]
@@ -232,7 +243,7 @@ def top_eigenvalues(
         eigenvalues=theta,
         eigenvectors=eigenvectors,
         residuals=residuals,
-        converged=converged,
+        converged=residuals <= tol,
         num_matvecs=operator.num_matvecs - start,
         num_steps=state.num_steps,
         which=which,

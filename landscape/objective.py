@@ -17,6 +17,8 @@ on CPU, float32, it took 0.27 s against 0.38 s per HVP on the digits SNN (256 sa
 0.34 s against 0.67 s on a width-1/16 spiking ResNet-19 (``benchmarks/hessian_vs_pyhessian.py``).
 :meth:`Objective.hvp_function` keeps the gradient graph alive, so that each further product is a
 single double-backward pass (0.16 s and 0.23 s there, 2.3x and 2.2x the cost of a gradient).
+Both take a block ``V [P, k]`` too: the ``k`` tangents become a vmapped batch dimension of one
+pass (equal to ``k`` single products to rounding; ``benchmarks/hessian_batched.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from torch.func import functional_call
 
 from landscape.params import unflatten
 
-__all__ = ["eval_mode", "Objective", "LossFn", "HVP_METHODS"]
+__all__ = ["eval_mode", "Objective", "LossFn", "HVP_METHODS", "double_backward"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(outputs, targets) -> scalar``, averaged over the batch."""
@@ -201,10 +203,15 @@ class Objective:
         return self._loop(step)
 
     def hvp(self, v: Tensor, params: Tensor | None = None) -> Tensor:
-        """Hessian-vector product ``H v`` with ``H = d^2 L / dtheta^2``, ``[P]``.
+        """Hessian-vector product ``H v`` with ``H = d^2 L / dtheta^2``, ``[P]``; or ``H V``.
+
+        A block ``V [P, k]`` is done in one pass over the data: the ``k`` tangents are mapped
+        with ``vmap`` (double backward with ``is_grads_batched``; forward-over-reverse under
+        ``torch.func.vmap``), falling back to one product per column where batching is not
+        supported. Hooks and the per-sample weighting apply as for single products.
 
         Args:
-            v: Vector ``[P]``.
+            v: Vector ``[P]`` or block ``[P, k]``.
             params: Point ``theta`` (default ``theta_0``).
         """
         theta = self._point(params).detach()
@@ -217,26 +224,36 @@ class Objective:
             (gradient,) = torch.autograd.grad(
                 self._batch_loss(theta, x, y), theta, create_graph=True
             )
-            return torch.autograd.grad(gradient, theta, grad_outputs=v)[0]
+            return double_backward(gradient, theta, v, retain_graph=False)
 
         return self._loop(step)
 
     def _forward_over_reverse(self, theta: Tensor, v: Tensor, x: Tensor, y: Tensor) -> Tensor:
         gradient = torch.func.grad(lambda t: self._batch_loss(t, x, y))
-        return torch.func.jvp(gradient, (theta,), (v,))[1]
+
+        def product(tangent: Tensor) -> Tensor:
+            return torch.func.jvp(gradient, (theta,), (tangent,))[1]
+
+        if v.ndim == 1:
+            return product(v)
+        try:
+            return torch.func.vmap(product, in_dims=1, out_dims=1)(v)
+        except RuntimeError:  # an op without a batching rule: one product per column
+            return torch.stack([product(column) for column in v.T], dim=1)
 
     def hvp_function(self, params: Tensor | None = None) -> Callable[[Tensor], Tensor]:
         """A fast ``v -> H v`` by double backward, keeping the gradient's graph at ``params``.
 
         One forward and backward pass is done now; each product then costs one double-backward
-        pass only (what PyHessian does for a single batch). Memory: the activations and the
+        pass only (what PyHessian does for a single batch); a block ``V [P, k]`` is one batched
+        double-backward pass (:func:`double_backward`). Memory: the activations and the
         backward graph of all batches stay allocated while the returned function lives.
 
         Args:
             params: Point ``theta`` (default ``theta_0``).
 
         Returns:
-            Function mapping ``v`` ``[P]`` to ``H v`` ``[P]``.
+            Function mapping ``v`` ``[P]`` (or ``[P, k]``) to ``H v`` ``[P]`` (or ``[P, k]``).
         """
         theta = self._point(params).detach().requires_grad_(True)
 
@@ -247,14 +264,16 @@ class Objective:
         gradient = self._loop(step)  # [P], with graph
 
         def hvp(v: Tensor) -> Tensor:
-            v = self._check_vector(v)
-            return torch.autograd.grad(gradient, theta, grad_outputs=v, retain_graph=True)[0]
+            return double_backward(gradient, theta, self._check_vector(v), retain_graph=True)
 
         return hvp
 
     def _check_vector(self, v: Tensor) -> Tensor:
-        if v.shape != self._theta.shape:
-            raise ValueError(f"v must have shape [{self.num_params}], got {tuple(v.shape)}")
+        if v.ndim not in (1, 2) or v.shape[0] != self.num_params or 0 in v.shape:
+            raise ValueError(
+                f"v must have shape [{self.num_params}] or [{self.num_params}, k], "
+                f"got {tuple(v.shape)}"
+            )
         return v.detach().to(self.device, self.dtype)
 
     def check_deterministic(
@@ -284,6 +303,34 @@ class Objective:
                     "BatchNorm in train mode (use use_eval_mode=True), neuron state kept between "
                     "forward calls (pass a reset hook as before_forward), random ops in forward."
                 )
+
+
+def double_backward(gradient: Tensor, theta: Tensor, v: Tensor, retain_graph: bool) -> Tensor:
+    """``d(gradient . v) / dtheta`` for ``v [P]``, or for every column of ``v [P, k]`` at once.
+
+    A block is one double-backward pass with the ``k`` cotangents as a vmapped batch dimension
+    (``autograd.grad(..., is_grads_batched=True)``); if an op of the graph has no batching rule,
+    it falls back to one pass per column (then the graph is always retained between them).
+
+    Args:
+        gradient: ``[P]`` gradient computed with ``create_graph=True``.
+        theta: The leaf it was differentiated with respect to.
+        v: ``[P]`` or ``[P, k]``.
+        retain_graph: Keep the graph after the (last) pass.
+
+    Returns:
+        ``[P]`` or ``[P, k]``.
+    """
+    if v.ndim == 1:
+        return torch.autograd.grad(gradient, theta, grad_outputs=v, retain_graph=retain_graph)[0]
+    try:
+        (products,) = torch.autograd.grad(
+            gradient, theta, grad_outputs=v.T, retain_graph=True, is_grads_batched=True
+        )
+        return products.T
+    except RuntimeError:  # no batching rule for an op of the graph: one pass per column
+        columns = [double_backward(gradient, theta, column, True) for column in v.T]
+        return torch.stack(columns, dim=1)
 
 
 @contextmanager

@@ -39,8 +39,9 @@ __all__ = [
 class LinearOperator:
     """A square linear map on ``R^n`` known only through products.
 
-    Subclasses implement ``_matvec(v [n]) -> [n]``. ``A @ v`` accepts ``[n]`` or ``[n, k]`` and
-    counts products in ``num_matvecs``.
+    Subclasses implement ``_matvec(v [n]) -> [n]`` and may implement ``_matmat(V [n, k])`` for
+    a faster block product (the default loops over the columns). ``A @ v`` accepts ``[n]`` or
+    ``[n, k]`` (the latter is :meth:`matmat`) and counts ``k`` products in ``num_matvecs``.
 
     Attributes:
         shape: ``(n, n)``.
@@ -49,9 +50,12 @@ class LinearOperator:
         is_symmetric: Whether ``A == A^T`` (symmetric solvers refuse operators where it is False).
         curvature: Name of the curvature represented, recorded in results.
         num_matvecs: Number of matrix-vector products done so far.
+        block_size: Block size that block solvers use by default (1: one vector at a time;
+            operators whose :meth:`matmat` is faster per product than single products say so).
     """
 
     curvature = "linear_operator"
+    block_size = 1
 
     def __init__(self, n: int, dtype: torch.dtype, device: torch.device, is_symmetric: bool):
         self.shape = (n, n)
@@ -61,24 +65,37 @@ class LinearOperator:
     def _matvec(self, v: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _matmat(self, V: Tensor) -> Tensor:
+        return torch.stack([self._matvec(column) for column in V.T], dim=1)
+
+    def _check(self, v: Tensor, ndims: tuple[int, ...]) -> Tensor:
+        n = self.shape[0]
+        if v.ndim not in ndims or v.shape[0] != n or 0 in v.shape:
+            expected = f"a vector [{n}] or a block [{n}, k]" if 1 in ndims else f"a block [{n}, k]"
+            raise ValueError(f"expected {expected}, got {tuple(v.shape)}")
+        return v.to(self.device, self.dtype)
+
     def matvec(self, v: Tensor) -> Tensor:
-        """``A v`` for ``v`` of shape ``[n]`` or ``[n, k]`` (column by column).
+        """``A v`` for ``v`` of shape ``[n]``, or ``A V`` for ``[n, k]`` (see :meth:`matmat`).
 
         Raises:
             ValueError: On a wrong shape.
         """
-        if v.ndim not in (1, 2) or v.shape[0] != self.shape[0]:
-            raise ValueError(
-                f"expected a vector [{self.shape[0]}] or [{self.shape[0]}, k], "
-                f"got {tuple(v.shape)}"
-            )
-        v = v.to(self.device, self.dtype)
-        if v.ndim == 1:
-            self.num_matvecs += 1
-            return self._matvec(v)
-        columns = [self._matvec(column) for column in v.T]
-        self.num_matvecs += v.shape[1]
-        return torch.stack(columns, dim=1)
+        v = self._check(v, (1, 2))
+        if v.ndim == 2:
+            return self.matmat(v)
+        self.num_matvecs += 1
+        return self._matvec(v)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """``A V`` for a block ``V [n, k]``: ``k`` products, batched where the operator can.
+
+        Raises:
+            ValueError: On a wrong shape.
+        """
+        V = self._check(V, (2,))
+        self.num_matvecs += V.shape[1]
+        return self._matmat(V)
 
     def __matmul__(self, v: Tensor) -> Tensor:
         return self.matvec(v)
@@ -115,15 +132,16 @@ class DenseOperator(LinearOperator):
     def _matvec(self, v: Tensor) -> Tensor:
         return self.matrix @ v
 
-    def matvec(self, v: Tensor) -> Tensor:
-        if v.ndim == 2 and v.shape[0] == self.shape[0]:  # one matmul for a block of columns
-            self.num_matvecs += v.shape[1]
-            return self.matrix @ v.to(self.device, self.dtype)
-        return super().matvec(v)
+    def _matmat(self, V: Tensor) -> Tensor:
+        return self.matrix @ V  # one matmul for a block of columns
 
 
 class HessianOperator(LinearOperator):
     """Hessian of an objective at ``params`` by exact Hessian-vector products.
+
+    ``A @ V`` with ``V [P, k]`` computes the ``k`` products in batched passes of at most
+    ``max_block`` columns (:meth:`Objective.hvp` with a block), equal to single products to
+    rounding.
 
     Args:
         objective: The loss over fixed batches.
@@ -131,15 +149,37 @@ class HessianOperator(LinearOperator):
         use_cached_graph: Keep the gradient graph alive so each product is one double-backward
             pass (about 1.5-2x faster; memory: all activations of all batches). Otherwise every
             product reruns forward and backward per batch.
+        batched: Batch the columns of a block (``False``: one product per column).
+        max_block: Most columns per batched pass (bounds the memory: about ``max_block`` times
+            that of one product).
+        block_size: Default block size of block solvers on this operator (default: 1 on the
+            CPU, where batched products measured no faster per product than single ones on the
+            digits SNN; 8 on other devices).
+
+    Raises:
+        ValueError: If ``max_block`` or ``block_size`` is below 1.
     """
 
     curvature = "autograd_surrogate_hessian"
 
     def __init__(
-        self, objective: Objective, params: Tensor | None = None, use_cached_graph: bool = True
+        self,
+        objective: Objective,
+        params: Tensor | None = None,
+        use_cached_graph: bool = True,
+        batched: bool = True,
+        max_block: int = 32,
+        block_size: int | None = None,
     ) -> None:
         super().__init__(objective.num_params, objective.dtype, objective.device, True)
+        if block_size is None:
+            block_size = 1 if objective.device.type == "cpu" else 8
+        if min(max_block, block_size) < 1:
+            raise ValueError(
+                f"max_block and block_size must be >= 1, got {max_block}, {block_size}"
+            )
         self.objective, self.params = objective, params
+        self.batched, self.max_block, self.block_size = batched, max_block, block_size
         self._hvp: Callable[[Tensor], Tensor] = (
             objective.hvp_function(params)
             if use_cached_graph
@@ -148,6 +188,14 @@ class HessianOperator(LinearOperator):
 
     def _matvec(self, v: Tensor) -> Tensor:
         return self._hvp(v)
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        if not self.batched:
+            return super()._matmat(V)
+        chunks = [
+            self._hvp(V[:, i : i + self.max_block]) for i in range(0, V.shape[1], self.max_block)
+        ]
+        return torch.cat(chunks, dim=1)
 
 
 class SGFieldJacobianOperator(LinearOperator):

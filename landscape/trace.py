@@ -8,6 +8,7 @@
   ``(I - Q Q^T) A (I - Q Q^T)`` (a third). Error ``O(1/m)`` instead of ``O(1/sqrt(m))`` for
   matrices with decaying spectra, such as Hessians.
 
+Sketches and probes go to the operator as blocks (``A @ V``, batched where the operator can).
 Both work for non-symmetric operators too. The standard error is that of the Hutchinson part
 (conditional on the sketch for Hutch++).
 """
@@ -31,8 +32,9 @@ def _mean_and_stderr(samples: Tensor) -> tuple[float, float]:
 
 
 def _quadratic_forms(operator: LinearOperator, probes: Tensor) -> Tensor:
-    """``g_i^T A g_i`` for every column of ``probes [n, m]``, one product at a time, ``[m]``."""
-    return torch.stack([torch.dot(g, operator @ g) for g in probes.T])
+    """``g_i^T A g_i`` for every column of ``probes [n, m]``, from one block product, ``[m]``."""
+    products = operator @ probes  # [n, m]: batched where the operator can
+    return torch.stack([torch.dot(g, product) for g, product in zip(probes.T, products.T)])
 
 
 def hutchinson_trace(

@@ -1,6 +1,7 @@
 """Smoke tests of the throughput benchmark, its official-style baseline and the GPU check script."""
 
 import re
+import importlib
 import shlex
 import subprocess
 import sys
@@ -58,16 +59,24 @@ def test_cli_errors_and_help():
 
 
 def test_gpu_check_commands_parse_and_run_tiny_on_cpu(capsys):
-    """Every command of gpu_check.sh is valid; one runs here in its --dry-run form."""
+    """Every command of gpu_check.sh parses with its module's parser; one runs here, tiny."""
     script = REPO / "benchmarks" / "gpu_check.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     printed = subprocess.run(
         ["bash", str(script), "--print"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert len(printed) == 5 and sum("--compile" in line.split() for line in printed) == 2
+    modules = [line.split()[0] for line in printed]
+    assert (
+        modules.count("train_throughput") == 5
+        and sum("--compile" in l.split() for l in printed) == 2
+    )
+    assert {"hessian_batched", "surface_gpu"} <= set(modules)
     for line in printed:
-        args = bench.build_parser().parse_args(shlex.split(line))
-        assert (args.device, args.width, args.batch_size, args.T) == ("cuda", 1.0, 128, 4)
-    tiny = shlex.split(printed[1]) + ["--dry-run", "--device", "cpu", "--threads", "1"]
+        module, *argv = shlex.split(line)
+        args = importlib.import_module(f"benchmarks.{module}").build_parser().parse_args(argv)
+        assert args.device == "cuda"
+        if module == "train_throughput":
+            assert (args.width, args.batch_size, args.T) == (1.0, 128, 4)
+    tiny = shlex.split(printed[1])[1:] + ["--dry-run", "--device", "cpu", "--threads", "1"]
     assert bench.main(tiny) == 0
     assert "bf16 True" in capsys.readouterr().out
