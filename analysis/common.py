@@ -116,7 +116,12 @@ class ProgressOperator(LinearOperator):
     def __init__(self, operator: LinearOperator, bar: Any) -> None:
         super().__init__(operator.shape[0], operator.dtype, operator.device, operator.is_symmetric)
         self.operator, self.bar, self.curvature = operator, bar, operator.curvature
+        self.block_size = operator.block_size
 
     def _matvec(self, v: Tensor) -> Tensor:
         self.bar.update(1)
         return self.operator @ v
+
+    def _matmat(self, V: Tensor) -> Tensor:  # a block stays one batched call of the operator
+        self.bar.update(V.shape[1])
+        return self.operator @ V

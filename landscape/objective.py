@@ -134,7 +134,8 @@ class Objective:
         self.shapes = {name: named[name].shape for name in selected}
         self._theta = torch.cat([self._cast(named[name]).reshape(-1) for name in selected])
         self._fixed = {n: self._cast(p) for n, p in named.items() if n not in self.shapes}
-        self._fixed.update({n: self._cast(b) for n, b in model.named_buffers()})
+        # Buffers are copied: a train-mode BatchNorm updates them, and the model must not change.
+        self._fixed.update({n: self._cast(b).clone() for n, b in model.named_buffers()})
 
     def _init_batches(self, batches: Iterable[tuple[Tensor, Tensor]]) -> None:
         self._batches = [(self._cast(x), y.detach().to(self.device)) for x, y in batches]

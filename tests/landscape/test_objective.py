@@ -193,3 +193,18 @@ def test_call_errors(tanh_mlp, mlp_batches):
         objective.loss(torch.full((objective.num_params,), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError, match="model has no parameters"):
         Objective(nn.Identity(), nn.functional.cross_entropy, mlp_batches)
+
+
+def test_train_mode_batchnorm_does_not_mutate_the_model():
+    """use_eval_mode=False runs BatchNorm on batch statistics; its buffer updates stay inside."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2)
+    ).double()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = [(torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 2, (8,)))]
+    objective = Objective(model, torch.nn.functional.cross_entropy, batches, use_eval_mode=False)
+    objective.loss()
+    objective.grad()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
