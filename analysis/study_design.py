@@ -44,6 +44,7 @@ class StudyScale:
         population_seeds: Seeds per population cell.
         population_epochs: Population training epochs (committed runs use 20).
         flatness: Extra ``analysis/flatness.py`` flags (tiny scales only; empty: the defaults).
+        train_extra: Extra ``training/run.py`` flags (tiny scales only).
         jobs: Subprocesses at a time.
     """
 
@@ -58,6 +59,7 @@ class StudyScale:
     population_seeds: int = 3
     population_epochs: int = 10
     flatness: tuple = ()
+    train_extra: tuple = ()
     jobs: int = 2
 
 
@@ -71,7 +73,8 @@ SCALES = {
                        population_epochs=1,
                        flatness=("--samples", "32", "--trace-matvecs", "6", "--lanczos-max-steps",
                                  "6", "--epsilon-steps", "2", "--adaptive-steps", "2",
-                                 "--average-samples", "2")),
+                                 "--average-samples", "2"),
+                       train_extra=("--steps-per-epoch", "3", "--no-gradient-stats")),
 }  # fmt: skip
 
 
@@ -122,8 +125,8 @@ class Job:
     marker: bool = True
 
 
-def _train(argv: list[str]) -> tuple[str, ...]:
-    return (str(REPO / "training" / "run.py"), *argv, "--resume", "--quiet")
+def _train(argv: list[str], scale: StudyScale) -> tuple[str, ...]:
+    return (str(REPO / "training" / "run.py"), *argv, *scale.train_extra, "--resume", "--quiet")
 
 
 def _benchmark_args(benchmark: str, scale: StudyScale, data_root: str) -> list[str]:
@@ -142,7 +145,7 @@ def paired_jobs(root: Path, benchmark: str, scale: StudyScale, data_root: str) -
         argv = [*_benchmark_args(benchmark, scale, data_root), "--method", method]
         argv += ["--seeds", str(seed), "--out", str(out)]
         done = out / f"{method}-seed{seed}.done"
-        jobs.append(Job(f"train {benchmark} {method} seed {seed}", _train(argv), done))
+        jobs.append(Job(f"train {benchmark} {method} seed {seed}", _train(argv, scale), done))
     return jobs
 
 
@@ -172,7 +175,9 @@ def population_jobs(root: Path, scale: StudyScale, data_root: str) -> list[Job]:
         if scale.mnist1d_samples:
             argv += ["--mnist1d-samples", str(scale.mnist1d_samples)]
         done = out / f"seed{c['seed']}.done"
-        jobs.append(Job(f"train population {c['cell']} seed {c['seed']}", _train(argv), done))
+        jobs.append(
+            Job(f"train population {c['cell']} seed {c['seed']}", _train(argv, scale), done)
+        )
     return jobs
 
 
