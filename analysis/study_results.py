@@ -96,8 +96,7 @@ def paired_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "ci_high": verdict.ci_high,
                 "p_value": verdict.p_value,
                 "delta": delta,
-                "delta_rule": f"{margin.value:g}"
-                + (" x |SDT mean|" if margin.relative else " (absolute)"),
+                "delta_rule": f"{margin.value:g} x |SDT mean|" if margin.relative else "absolute",
                 "verdict": verdict.verdict,
                 "within_margin": verdict.within_margin,
             }

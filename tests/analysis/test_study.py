@@ -1,4 +1,4 @@
-"""The evidence study: design, tables on hand-made runs, and the command end to end at tiny scale."""
+"""The evidence study: design, tables on hand-made runs, and the command end to end (tiny)."""
 
 from __future__ import annotations
 
