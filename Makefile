@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo study test lint clean
 
 install:
 	$(PIP) install -q -e .
@@ -16,6 +16,10 @@ install-test: install
 
 demo: install
 	$(PYTHON) analysis/demo.py --runs $(RUNS) --figures figures
+
+# The full evidence of issue 12 (paired seeds on both benchmarks, MNIST-1D population, STUDY.md).
+study: install
+	$(PYTHON) analysis/study.py --runs runs-study --figures figures
 
 test: install-test
 	$(PYTHON) -m pytest -q
