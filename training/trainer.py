@@ -282,10 +282,12 @@ def _train_locked(config, run_dir, resume, overwrite, progress, tensorboard, dis
     start_training(run)
     if dist.is_main:
         atomic_write_text(run_dir / "config.json", json.dumps(run.stored, indent=2))
-    if config.save_every and run.start == 0:
+    if config.save_every and path is None:
         _save(run, snapshot_path(run_dir, 0), 0)
     if run.start:
         _write_logs(run)  # the logs of a resumed run agree with its checkpoint at once
+    if path is not None and path.name != "last.pt":
+        _save(run, run_dir / "last.pt", run.start)  # resumed from a snapshot
     board = tensorboard_writer(tensorboard, run_dir.name) if tensorboard and dist.is_main else None
     try:
         _run_epochs(run, board)
