@@ -8,7 +8,10 @@ types only. Layout (``FORMAT_VERSION = 1``)::
      "config": dict,                       # TrainConfig fields + input_shape + num_classes
      "epoch": int, "step": int, "metrics": dict, "history": list[dict],
      "optimizer": dict | None, "scheduler": dict | None, "rng": dict,
-     "provenance": {"git_commit", "git_dirty", "torch", "created"}}
+     "provenance": {"git_commit", "git_dirty", "torch"}}
+
+No wall-clock value is stored (the time of writing is the file's mtime), so the same training
+with the same seed writes byte-identical checkpoints.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def save(
             "state_dict": clean_state_dict(model.state_dict()),
         },
         "config": dict(config),
-        "provenance": provenance(),
+        "provenance": {k: v for k, v in provenance().items() if k != "created"},
         **state,
     }
     atomic_write(path, lambda file: torch.save(checkpoint, file))

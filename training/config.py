@@ -10,7 +10,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.data import DATASETS
 from training.errors import ConfigError
+from training.neurons import SURROGATES
 
 __all__ = [
     "ArgumentParser",
@@ -36,6 +38,9 @@ def option(default, help: str, **extra):
 
 
 _f = option
+_METHODS = ("sdt", "tet")
+DERIVED_FIELDS = ("input_shape", "num_classes")
+"""Keys of a run's config.json that come from the data, not from the user (ignored on input)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,7 @@ class TrainConfig:
     """Everything that defines a training run; stored in ``config.json`` and every checkpoint."""
 
     model: str = _f("digits_snn", "registered model name (see training.models.names())")
-    dataset: str = _f(
-        "digits", "digits | cifar10 | cifar100 | cifar10_dvs | imagenet | npz | mnist1d"
-    )
+    dataset: str = _f("digits", "dataset", choices=DATASETS)
     data_root: str = _f("data", "dataset folder (for npz: the .npz file)")
     upsample: int = _f(1, "digits only: nearest-neighbour upsampling factor of the 8x8 images")
     T: int = _f(4, "number of time steps (static images are repeated T times)")
@@ -63,12 +66,14 @@ class TrainConfig:
         "mnist1d only: evaluate on this last fraction of the training split, held out, instead "
         "of the test split (to choose settings; 0: test split)",
     )
-    method: str = _f("tet", "training loss: sdt (CE of the mean output) | tet (TET Eq. 13)")
+    method: str = _f(
+        "tet", "training loss: sdt (CE of the mean output) | tet (TET Eq. 13)", choices=_METHODS
+    )
     tet_lambda: float = _f(0.05, "weight of the MSE term (TET Eq. 13; paper: 0.05 CIFAR, 1e-3 DVS)")
     tet_phi: float = _f(1.0, "target of the MSE term (TET Eq. 12; paper: V_th = 1)")
     epochs: int = _f(15, "training epochs")
     batch_size: int = _f(64, "samples per optimizer step (global, over all processes)")
-    optimizer: str = _f("adam", "adam | sgd")
+    optimizer: str = _f("adam", "optimizer", choices=("adam", "sgd"))
     lr: float = _f(5e-3, "peak learning rate, cosine-annealed to 0 (paper code: 1e-3 Adam)")
     momentum: float = _f(0.9, "SGD momentum (ignored by Adam)")
     weight_decay: float = _f(0.0, "L2 weight decay")
@@ -89,35 +94,51 @@ class TrainConfig:
     steps_per_epoch: int = _f(0, "stop each epoch after this many steps (0: all; smoke tests)")
     tau: float = _f(0.5, "LIF leak factor (TET: 0.5)")
     v_threshold: float = _f(1.0, "LIF firing threshold (TET: 1.0)")
-    surrogate: str = _f("triangle", "surrogate derivative: triangle | sigmoid | arctan")
+    surrogate: str = _f("triangle", "surrogate derivative", choices=tuple(SURROGATES))
     surrogate_alpha: float | None = _f(
         None, "triangle width gamma (TET: 1) or sigmoid/arctan slope; default per surrogate"
     )
     width: float | None = _f(None, "channel-width multiplier for the paper models (1.0: paper)")
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.method in ("sdt", "tet"), f"method must be sdt or tet, got {self.method!r}"),
-            (
-                self.optimizer in ("adam", "sgd"),
-                f"optimizer must be adam or sgd, got {self.optimizer!r}",
-            ),
+        _check_types(self)
+        for ok, message in self._range_checks() + self._mnist1d_checks():
+            if not ok:
+                raise ConfigError(message)
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        choices = [
+            (f.name, getattr(self, f.name), f.metadata["choices"])
+            for f in dataclasses.fields(self)
+            if "choices" in f.metadata
+        ]
+        alpha, width = self.surrogate_alpha, self.width
+        return [
+            *((v in c, f"{n} must be one of {', '.join(c)}, got {v!r}") for n, v, c in choices),
             (self.T >= 1, f"T must be >= 1, got {self.T}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (0.0 <= self.tet_lambda <= 1.0, f"tet_lambda must be in [0, 1], got {self.tet_lambda}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (0 < self.lr < float("inf"), f"lr must be a finite number > 0, got {self.lr}"),
+            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.upsample >= 1, f"upsample must be >= 1, got {self.upsample}"),
+            (self.stats_samples >= 1, f"stats_samples must be >= 1, got {self.stats_samples}"),
+            (self.save_every >= 0, f"save_every must be >= 0 (0: off), got {self.save_every}"),
+            (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0 (0: all), got "
+             f"{self.steps_per_epoch}"),  # fmt: skip
+            (0 <= self.tau <= 1, f"tau (leak factor) must be in [0, 1], got {self.tau}"),
+            (self.v_threshold > 0, f"v_threshold must be > 0, got {self.v_threshold}"),
+            (alpha is None or alpha > 0, f"surrogate_alpha must be > 0, got {alpha}"),
+            (width is None or width > 0, f"width must be > 0, got {width}"),
+            (_is_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got "
+             f"{self.device!r}"),  # fmt: skip
             (self.switch_to_tet_at >= 0, "switch_to_tet_at must be >= 0"),
             (
                 not self.switch_to_tet_at or self.method == "sdt",
                 "switch_to_tet_at needs method sdt",
             ),
-            *self._mnist1d_checks(),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
     def _mnist1d_checks(self) -> list[tuple[bool, str]]:
         is_mnist1d = self.dataset == "mnist1d"
@@ -142,6 +163,32 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _is_device(name: str) -> bool:
+    index = name[5:] if name.startswith("cuda:") else "0"
+    return name in ("auto", "cpu", "cuda") or (index.isdigit() and name.startswith("cuda:"))
+
+
+def _check_types(config) -> None:
+    """Refuse values of the wrong type (e.g. ``"false"`` for a bool, null for a number)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), _base_type(hints[f.name])
+        optional = kind is not hints[f.name]
+        if value is None and optional:
+            continue
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and value == value  # not NaN
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            expected = {bool: "true or false", int: "an integer", float: "a number"}
+            wanted = expected.get(kind, kind.__name__) + (" or null" if optional else "")
+            raise ConfigError(f"{f.name} must be {wanted}, got {value!r}")
 
 
 def _base_type(annotation) -> type:
@@ -199,6 +246,7 @@ def apply_defaults(parser: argparse.ArgumentParser, values: dict, cls=TrainConfi
         ConfigError: On a key that is not a field of ``cls``.
     """
     known = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in values.items() if k not in DERIVED_FIELDS or k in known}
     unknown = set(values) - known
     if unknown:
         raise ConfigError(f"unknown config field(s) {sorted(unknown)}; known: {sorted(known)}")

@@ -130,9 +130,33 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             batch = _CifarUnpickler(handle, encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = batch[b"labels"] if b"labels" in batch else batch[b"fine_labels"]
-    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as error:
-        raise DataError(f"{path} is not a valid CIFAR python batch: {error}") from None
-    return data, np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64)
+    except (
+        pickle.UnpicklingError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        LookupError,  # an unknown codec in a _codecs.encode call
+        UnicodeError,
+        AttributeError,
+    ) as error:
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise DataError(f"{path} is not a valid CIFAR python batch: {reason}") from None
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise DataError(
+            f"{path}: {labels.size} labels for {len(data)} images; expected one label per image"
+        )
+    return data, labels
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: Path) -> None:
+    """Raise a DataError unless every label is in ``0 .. num_classes - 1``."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(
+            f"{path}: labels range over {int(labels.min())}..{int(labels.max())}; expected "
+            f"0..{num_classes - 1}"
+        )
 
 
 def load_cifar(root: str | Path, num_classes: int = 10) -> Dataset:
@@ -152,6 +176,8 @@ def load_cifar(root: str | Path, num_classes: int = 10) -> Dataset:
 
     def read(names: list[str]) -> tuple[Tensor, Tensor]:
         parts = [read_cifar_batch(base / name) for name in names]
+        for name, (_, labels) in zip(names, parts):
+            _check_labels(labels, num_classes, base / name)
         x = torch.from_numpy(np.concatenate([p[0] for p in parts])).float() / 255.0
         return x, torch.from_numpy(np.concatenate([p[1] for p in parts]))
 
@@ -180,7 +206,14 @@ def load_npz(path: str | Path) -> Dataset:
         y_train, y_test = (torch.from_numpy(arrays[k]).long() for k in ("y_train", "y_test"))
     if x_train.ndim not in (4, 5) or x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: x_train/x_test must be [N, C, H, W] or [N, T, C, H, W] alike")
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if y.ndim != 1 or len(y) != len(x) or not len(y):
+            raise DataError(
+                f"{path}: y_{split} has shape {list(y.shape)} for x_{split} of shape "
+                f"{list(x.shape)}; expected one integer label per sample, [{len(x)}]"
+            )
     num_classes = int(max(y_train.max(), y_test.max())) + 1
+    _check_labels(torch.cat([y_train, y_test]).numpy(), num_classes, path)
     return Dataset(path.stem, x_train, y_train, x_test, y_test, num_classes, (0.0,))
 
 

@@ -16,7 +16,7 @@ import torch
 
 from training import checkpoint, models
 from training.config import ArgumentParser, TrainConfig
-from training.errors import CheckpointError, ToolkitError
+from training.errors import CheckpointError, ConfigError, ToolkitError
 from training.official import OFFICIAL_MODELS, convert_official_state_dict
 
 DEFAULT_DATA = {
@@ -75,7 +75,7 @@ def convert(args: argparse.Namespace) -> Path:
         model=args.model,
         dataset=dataset,
         data_root=args.data_root,
-        T=args.T or T,
+        T=T if args.T is None else args.T,
         method=args.method,
         tet_lambda=lamb,
     )
@@ -94,12 +94,23 @@ def convert(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.T is not None and args.T < 1:
+        parser.error(f"--T must be >= 1, got {args.T}")
+    if args.tet_lambda is not None and not 0 <= args.tet_lambda <= 1:
+        parser.error(f"--tet-lambda must be in [0, 1], got {args.tet_lambda}")
     try:
         out = convert(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(f"wrote {out}")
     return 0
 

@@ -2,7 +2,14 @@
 
 With no arguments: the offline default, a small spiking CNN on scikit-learn's handwritten digits,
 trained once with the SDT loss and once with the TET loss (seed 0), under runs/. Each run directory
-holds config.json, metrics.csv and last.pt (plus epoch_NNN.pt with --save-every).
+holds config.json, metrics.csv and last.pt (plus epoch_NNN.pt with --save-every, and
+gradient_stats.csv). A run is written under a lock file; --resume finishes a run that lacks any
+of its files and refuses one trained with another config (--epochs included: the cosine schedule
+depends on it). Exit status: 0 done, 1 runtime error, 2 bad usage or config, 130 interrupted.
+
+example:
+  python training/run.py --epochs 4 --save-every 1 --out runs
+  python training/run.py --config runs/digits-digits_snn-T4-tet-seed0/config.json --resume
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from training.config import (
     config_from_args,
     load_config_file,
 )
-from training.errors import DivergenceError, ToolkitError
+from training.errors import ConfigError, DivergenceError, ToolkitError
 from training.presets import get_preset, preset_table
 from training.trainer import check_config, run_status, train
 
@@ -56,7 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--resume", action="store_true", help="continue runs that have a last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start existing runs over")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (bars on a terminal, else a line an epoch)",
+    )
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also log every epoch to TensorBoard under DIR/<run> (pip install tensorboard)",
+    )
     add_config_args(parser, TrainConfig, exclude=("method", "seed"))
     return parser
 
@@ -86,18 +102,14 @@ def _defaults(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpar
     return known
 
 
-def _train_or_skip(config: TrainConfig, run_dir: Path, args) -> Path:
-    status = run_status(run_dir)
-    if status and args.overwrite:
-        for path in run_dir.glob("*.pt"):
-            path.unlink()
-    elif status and status[0] >= status[1] and args.resume:
-        print(f"{run_dir}: complete ({status[0]} epochs), skipped", file=sys.stderr)
-        return run_dir / "last.pt"
+def _train(config: TrainConfig, run_dir: Path, args) -> Path:
     try:
-        return train(config, run_dir, resume=args.resume, progress=not args.quiet)
+        return train(config, run_dir, args.resume, not args.quiet, args.overwrite, args.tensorboard)
     except DivergenceError as error:
-        status = run_status(run_dir)
+        try:
+            status = run_status(run_dir)
+        except ToolkitError:
+            status = None
         last = (
             f"{run_dir / 'last.pt'} (epoch {status[0]})" if status else "none (no epoch finished)"
         )
@@ -153,11 +165,17 @@ def main(argv: list[str] | None = None) -> int:
             for method in args.method:
                 config = base.replace(method=method, seed=seed)
                 run_dir = Path(args.out) / run_name(config)
-                _train_or_skip(config, run_dir, args)
+                _train(config, run_dir, args)
                 rows.append(_summary_row(config, run_dir))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; every finished epoch is saved: rerun with --resume", file=sys.stderr)
+        return 130
     print_table(rows)
     print(f"runs written under {args.out}/", file=sys.stderr)
     return 0

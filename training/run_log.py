@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 from torch import nn
@@ -12,6 +13,7 @@ from torch import nn
 from landscape.io import atomic_write_text
 from training.config import TrainConfig
 from training.data import TensorLoader
+from training.errors import ConfigError
 from training.momentum import (
     flat_parameters,
     gradient_statistics,
@@ -21,7 +23,14 @@ from training.momentum import (
     update_cosine,
 )
 
-__all__ = ["METRICS", "write_rows", "MomentumTracker"]
+__all__ = [
+    "METRICS",
+    "write_rows",
+    "MomentumTracker",
+    "check_tensorboard",
+    "tensorboard_writer",
+    "log_scalars",
+]
 
 _EVAL_COLUMNS = ("acc", "l_sdt", "l_tet", "l_steps")
 METRICS = [
@@ -83,3 +92,41 @@ class MomentumTracker:
     def write(self, path: Path) -> None:
         """Write every row so far as ``gradient_stats.csv``."""
         write_rows(path, self.rows, list(self.rows[0]))
+
+
+_BOARD_GROUPS = (
+    ("loss", ("train_loss", "train_l_sdt", "train_l_tet", "train_eval_l_sdt", "train_eval_l_tet",
+              "test_l_sdt", "test_l_tet")),
+    ("accuracy", ("train_acc", "train_eval_acc", "test_acc")),
+    ("spikes", ("firing_rate",)),
+    ("gradient", ("grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos")),
+    ("schedule", ("lr",)),
+)  # fmt: skip
+
+
+def check_tensorboard() -> None:
+    """Raise a one-line ConfigError unless TensorBoard logging can be imported."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard"
+        ) from None
+
+
+def tensorboard_writer(directory: str | Path, run_name: str):
+    """A ``SummaryWriter`` logging into ``directory/run_name`` (tensorboard imported lazily)."""
+    check_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(Path(directory) / run_name))
+
+
+def log_scalars(writer, row: dict) -> None:
+    """Log one epoch's metrics row (losses, accuracies, firing rate, gradient statistics)."""
+    for group, keys in _BOARD_GROUPS:
+        for key in keys:
+            value = row.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                writer.add_scalar(f"{group}/{key}", value, int(row["epoch"]))
+    writer.flush()

@@ -18,11 +18,19 @@ from training.config import TrainConfig
 from training.data import TensorLoader, dataset_for, random_crop_flip
 from training.distributed import Distributed
 from training.errors import CheckpointError, ConfigError, DataError
+from training.run_files import refuse_changed
 from training.run_log import MomentumTracker
 
-__all__ = ["RunData", "RunState", "make_data", "model_kwargs_for", "build_optimizer", "setup_run"]
-
-_RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last")  # may change on resume
+__all__ = [
+    "RunData",
+    "RunState",
+    "make_data",
+    "model_kwargs_for",
+    "build_optimizer",
+    "setup_run",
+    "load_resumed",
+    "start_training",
+]
 
 
 @dataclasses.dataclass
@@ -175,25 +183,58 @@ def _build_model(config: TrainConfig, kwargs: dict, device: torch.device) -> nn.
     return model
 
 
-def _resume(state: RunState) -> dict:
-    """Load ``last.pt`` into the state's model, optimizer and schedule; returns the raw dict."""
-    path = state.run_dir / "last.pt"
+def load_resumed(state: RunState, path: Path) -> dict:
+    """Load a checkpoint of the run into the state's model, optimizer, schedule, history and
+    torch RNG; returns the raw dict.
+
+    Raises:
+        ConfigError: If the checkpoint was trained with another config (names the fields).
+        CheckpointError: If it is unreadable or its weights do not fit the model.
+    """
     raw = checkpoint.load_raw(path)
-    changed = sorted(
-        k
-        for k in state.stored
-        if k not in _RUNTIME_FIELDS and raw["config"].get(k) != state.stored[k]
-    )
-    if changed:
-        raise ConfigError(
-            f"cannot resume {state.run_dir}: config differs in {changed}; use a new --out"
-        )
+    saved = raw["config"] if isinstance(raw["config"], dict) else {}
+    refuse_changed(state.run_dir, saved, dataclasses.asdict(state.config))
     checkpoint.load_state_dict_strict(state.model, raw["model"]["state_dict"], str(path))
-    state.optimizer.load_state_dict(raw["optimizer"])
-    state.scheduler.load_state_dict(raw["scheduler"])
+    try:
+        state.optimizer.load_state_dict(raw["optimizer"])
+        state.scheduler.load_state_dict(raw["scheduler"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: optimizer state does not fit: {error}") from None
+    rng = raw.get("rng") or {}
+    if isinstance(rng.get("torch"), torch.Tensor):
+        torch.set_rng_state(rng["torch"])
     state.start = raw["epoch"]
     state.history = list(raw.get("history", []))
+    if state.config.gradient_stats:
+        state.tracker = MomentumTracker(state.config, state.data.train, state.model, raw)
     return raw
+
+
+def _dry_forward(config: TrainConfig, data: RunData, model: nn.Module) -> None:
+    """One forward pass on two training samples in eval mode, before anything is written.
+
+    Raises:
+        ConfigError: If the model does not take the data's samples or its output does not have
+            one value per class (names the shapes).
+    """
+    if not isinstance(data.train, TensorLoader):
+        return
+    x, _ = next(TensorLoader(data.train.x[:2], data.train.y[:2], 2).batches())
+    where = f"model {config.model} on {config.dataset} samples of shape {list(data.input_shape)}"
+    was_training = model.training
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            outputs = model.eval()(x)
+    except (RuntimeError, ValueError, IndexError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ConfigError(f"{where} fails: {reason or type(error).__name__}") from None
+    finally:
+        model.train(was_training)
+    if outputs.ndim != 3 or outputs.shape[-1] != data.num_classes:
+        raise ConfigError(
+            f"{where} gives outputs of shape {list(outputs.shape)}; expected [T, B, "
+            f"{data.num_classes}] ({data.num_classes} classes)"
+        )
 
 
 def _forward_model(state: RunState) -> nn.Module:
@@ -208,20 +249,21 @@ def _forward_model(state: RunState) -> nn.Module:
 def setup_run(
     config: TrainConfig,
     run_dir: Path,
-    resume: bool,
     dist: Distributed,
     device: torch.device,
     progress: bool = True,
 ) -> RunState:
-    """Data, model, optimizer, schedule, resumed history and statistics tracker of a run.
+    """Data, model, optimizer, schedule and statistics tracker of a run at epoch 0, after a dry
+    forward pass (continue a run with :func:`load_resumed`).
 
     Raises:
-        CheckpointError: If ``run_dir`` holds a run and ``resume`` is False.
-        ConfigError: If the run to resume has a different config.
+        ConfigError: If the model does not fit the data.
+        DataError: If the data cannot be read or is malformed.
     """
     data = make_data(config, device, dist)
     kwargs = model_kwargs_for(config, data.input_shape, data.num_classes)
     model = _build_model(config, kwargs, device)
+    _dry_forward(config, data, model)
     optimizer, scheduler = build_optimizer(model, config)
     shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes}
     stored = {**dataclasses.asdict(config), **shape}
@@ -229,12 +271,11 @@ def setup_run(
         config, run_dir, dist, device, data, model, kwargs, optimizer, scheduler, stored
     )
     state.progress = progress
-    resumed = {}
-    if (run_dir / "last.pt").exists():
-        if not resume:
-            raise CheckpointError(f"{run_dir} already holds a run; pass --resume or --overwrite")
-        resumed = _resume(state)
     if config.gradient_stats:
-        state.tracker = MomentumTracker(config, data.train, model, resumed)
-    state.forward_model = _forward_model(state)
+        state.tracker = MomentumTracker(config, data.train, model, {})
     return state
+
+
+def start_training(state: RunState) -> None:
+    """Wrap the model for the training steps (DDP and/or torch.compile)."""
+    state.forward_model = _forward_model(state)

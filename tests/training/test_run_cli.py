@@ -139,21 +139,21 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 
 
 @pytest.mark.parametrize(
-    "argv,message",
+    "argv,code,message",
     [
-        (["--model", "resnet1000"], "unknown model 'resnet1000'; known models:"),
-        (["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"],
+        (["--model", "resnet1000"], 2, "unknown model 'resnet1000'; known models:"),
+        (["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"], 1,
          "CIFAR-10 files missing under nowhere/cifar-10-batches-py"),
-        (["--config", "missing.json"], "cannot read config file missing.json"),
-        (["--T", "0"], "T must be >= 1"),
-        (["--method", "tet", "--width", "0.5"], "has no width option"),
+        (["--config", "missing.json"], 2, "cannot read config file missing.json"),
+        (["--T", "0"], 2, "T must be >= 1"),
+        (["--method", "tet", "--width", "0.5"], 2, "has no width option"),
     ],
 )  # fmt: skip
-def test_bad_input_gives_one_line_and_exit_1(tmp_path, argv, message):
+def test_bad_input_gives_one_line_and_exit_code(tmp_path, argv, code, message):
     command = [*RUN, *argv, "--out", str(tmp_path), "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True,
                             cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not list(tmp_path.rglob("last.pt"))
