@@ -147,7 +147,7 @@ def momentum_figure(data: pd.DataFrame) -> FigureResult:
     summary = _mean_std(errors, ["method", "loss", "t"], "value").assign(panel="error_norm")
     for (method, loss), part in summary.groupby(["method", "loss"]):
         axes[0].errorbar(
-            part.t + 1,
+            part.t,
             part["mean"],
             yerr=part["std"].fillna(0),
             color=color(loss),
@@ -157,7 +157,7 @@ def momentum_figure(data: pd.DataFrame) -> FigureResult:
             label=f"{LABELS[loss]} term @ {LABELS[method]} minimum",
         )
     axes[0].set(
-        xlabel="time step t",
+        xlabel="time step t (0-based, as in the CSVs)",
         ylabel="||e_t|| (mean over samples)",
         title="error terms at the final weights",
     )
