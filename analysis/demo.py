@@ -8,6 +8,7 @@ command again resumes where it stopped (training itself resumes inside a run).
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -247,7 +248,11 @@ def _stream(first: list[Stage], later: Callable[[], list[Stage]]):
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        description=__doc__,
+        epilog="example:\n  python analysis/demo.py --runs runs --figures figures   (make demo)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true", help="a minimal run (smoke tests)")
     parser.add_argument(

@@ -6,6 +6,7 @@ means beyond two standard errors over seeds); none is written by hand.
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from pathlib import Path
@@ -123,7 +124,11 @@ def render(root: Path, figures: Path) -> str:
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        description=__doc__,
+        epilog="example:\n  python analysis/report.py --runs runs --figures figures\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     parser.add_argument("--figures", default="figures", help="report folder (default: %(default)s)")
     return parser
