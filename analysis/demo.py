@@ -8,6 +8,7 @@ command again resumes where it stopped (training itself resumes inside a run).
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -193,7 +194,10 @@ def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
         Stage(
             "accuracy at T = 1..8",
             (out / "timesteps" / "timesteps.csv",),
-            _analysis("timesteps", [*every, "--out", str(out / "timesteps")]),
+            _analysis(
+                "timesteps",
+                [*every, "--split", "test", "--out", str(out / "timesteps"), *quiet],
+            ),
         ),
         Stage(
             "2D surfaces of the SDT and TET minima (seed 0)",
@@ -216,7 +220,10 @@ def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
         Stage(
             "gradient-momentum statistics",
             (out / "momentum" / "momentum.csv",),
-            _analysis("momentum", [*(str(runs / n) for n in main), "--out", str(out / "momentum")]),
+            _analysis(
+                "momentum",
+                [*(str(runs / n) for n in main), "--out", str(out / "momentum"), *quiet],
+            ),
         ),
     ]
 
@@ -241,7 +248,11 @@ def _stream(first: list[Stage], later: Callable[[], list[Stage]]):
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        description=__doc__,
+        epilog="example:\n  python analysis/demo.py --runs runs --figures figures   (make demo)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     parser.add_argument("--tiny", action="store_true", help="a minimal run (smoke tests)")
     parser.add_argument(
@@ -256,17 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     scale = TINY if args.tiny else Scale()
     stages = training_stages(runs, scale)
-    for stage in _stream(
-        stages, lambda: analysis_stages(runs, scale)
-    ):  # analyses see the trained runs
+    total = len(stages) + len(analysis_stages(runs, scale)) + 2  # + figures and report
+    # analyses are built after training, so that they see the trained runs
+    for number, stage in enumerate(_stream(stages, lambda: analysis_stages(runs, scale)), 1):
+        tag = f"[demo {number}/{total}] {stage.name}"
         if all(path.exists() for path in stage.outputs):
-            print(f"[demo] {stage.name}: done, skipped", file=sys.stderr)
+            print(f"{tag}: done, skipped", file=sys.stderr)
             continue
-        print(f"[demo] {stage.name} ({time.perf_counter() - began:.0f} s)", file=sys.stderr)
+        print(f"{tag} ... ({time.perf_counter() - began:.0f} s so far)", file=sys.stderr)
         if stage.run() != 0:
             print(f"[demo] stage failed: {stage.name}", file=sys.stderr)
             return 1
+    print(f"[demo {total - 1}/{total}] figures ...", file=sys.stderr)
     _analysis("figures", ["--runs", str(runs), "--out", str(figures)])()
+    print(f"[demo {total}/{total}] report ...", file=sys.stderr)
     code = _analysis("report", ["--runs", str(runs), "--figures", str(figures)])()
     print(
         f"[demo] finished in {time.perf_counter() - began:.0f} s; see {figures}/REPORT.md",

@@ -7,6 +7,7 @@ figures are still drawn. SDT is always blue and TET vermillion (colour-blind-saf
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Callable
@@ -102,7 +103,11 @@ FIGURES: dict[str, Callable[[Path], plots.FigureResult]] = {
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        description=__doc__,
+        epilog="example:\n  python analysis/figures.py --runs runs --only fig2_landscapes\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     parser.add_argument("--out", default="figures", help="output folder (default: %(default)s)")
     parser.add_argument("--only", nargs="+", choices=sorted(FIGURES), help="draw only these")

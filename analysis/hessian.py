@@ -7,8 +7,9 @@ gradient; symmetric), analysed by Lanczos with residual control, Hutch++ and sto
 quadrature. --operator sg-jacobian instead takes the Jacobian of the surrogate-gradient field by
 finite differences; it is not symmetric, so only its trace and asymmetry are reported.
 
-Writes hessian.json (values, error bars, residuals, provenance), hessian.csv (long format) and,
-with --density, hessian.npz and density.png into <first checkpoint's folder>/analysis/.
+Writes hessian.json (values, error bars, residuals, provenance), hessian.csv (long format, with
+the analysed loss in its last column) and, with --density, hessian.npz and density.png into
+<first checkpoint's folder>/analysis/.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from landscape import atomic_write, save_json, save_npz  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
 
+EPILOG = """example:
+  python analysis/hessian.py runs/<run>/last.pt --loss tet --top-k 5 --density --out results/h
+"""
+
 POSITIVE = ("samples", "batch_size", "tol", "num_matvecs", "density_steps", "density_repeats",
             "max_steps", "asymmetry_probes")  # fmt: skip
 
@@ -35,11 +40,12 @@ POSITIVE = ("samples", "batch_size", "tol", "num_matvecs", "density_steps", "den
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = ArgumentParser(
-        prog="hessian.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="hessian.py",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "checkpoints", nargs="+", type=Path, metavar="CKPT", help="checkpoints (.pt)"
-    )
+    common.add_checkpoint_args(parser)
     common.add_config_args(parser, HessianConfig)
     common.add_output_args(parser)
     return parser
@@ -107,9 +113,14 @@ def load_checkpoints(
     return loaded
 
 
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--out`` or ``<first checkpoint's folder>/analysis``."""
+    return args.out if args.out is not None else args.checkpoints[0].parent / "analysis"
+
+
 def output_paths(args: argparse.Namespace, config: HessianConfig) -> dict[str, Path]:
     """Where the results go: ``--out`` or ``<first checkpoint's folder>/analysis``."""
-    out = args.out if args.out is not None else args.checkpoints[0].parent / "analysis"
+    out = output_folder(args)
     paths = {"json": out / "hessian.json", "csv": out / "hessian.csv"}
     if config.density:
         paths.update(npz=out / "hessian.npz", png=out / "density.png")
@@ -126,7 +137,7 @@ def write_outputs(paths: dict, records: list[dict], arrays: list[dict], config: 
         "provenance": common.provenance(),
     }
     save_json(paths["json"], payload)
-    header = ["checkpoint", "quantity", "index", "value", "stderr"]
+    header = ["checkpoint", "quantity", "index", "value", "stderr", "loss"]
     common.write_csv(paths["csv"], header, csv_rows(records))
     if config.density:
         save_npz(
@@ -140,10 +151,15 @@ def write_outputs(paths: dict, records: list[dict], arrays: list[dict], config: 
         close(figure)
 
 
+def loss_label(name: str) -> str:
+    """``tet(lambda=0.05, phi=1.0)`` -> ``TET``; ``sdt`` -> ``SDT``; ``ce_t0`` -> ``CE_T0``."""
+    return name.split("(")[0].upper()
+
+
 def print_table(records: list[dict]) -> None:
     """One row per checkpoint on stdout."""
     print(
-        f"{'checkpoint':<36} {'method':<6} {'lambda_max':>11} {'next top-k':<30} "
+        f"{'checkpoint':<36} {'loss':<6} {'lambda_max':>11} {'next top-k':<30} "
         f"{'lambda_min':>11} {'trace +- stderr':>22} {'HVPs':>6} {'seconds':>8}"
     )
     for record in records:
@@ -153,7 +169,7 @@ def print_table(records: list[dict]) -> None:
         trace_text = f"{trace['mean']:.4g} +- {trace['stderr']:.2g}" if trace else "-"
         others = ", ".join(f"{value:.4g}" for value in top[1:])[:30]
         print(
-            f"{record['name'][:36]:<36} {str(record['method']).upper():<6} "
+            f"{record['name'][:36]:<36} {loss_label(record['loss']):<6} "
             f"{(f'{top[0]:.5g}' if top else '-'):>11} {others:<30} "
             f"{(f'{bottom[0]:.5g}' if bottom else '-'):>11} {trace_text:>22} "
             f"{record['num_matvecs']:>6} {record['seconds']:>8.1f}"
@@ -162,18 +178,17 @@ def print_table(records: list[dict]) -> None:
             print(f"  ||J - J^T||_F / ||J||_F = {record['asymmetry']['relative']:.3g}")
 
 
+@common.command
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = resolve_config(args, parser)
-    missing = [str(path) for path in args.checkpoints if not path.is_file()]
-    if missing:
-        parser.error(f"checkpoint not found: {', '.join(missing)}")
     paths = output_paths(args, config)
     existing = common.existing_outputs(list(paths.values()))
     if existing and not args.overwrite:
         parser.error(f"{existing[0]} exists; pass --overwrite or choose another --out")
+    common.check_inputs(parser, args.checkpoints, output_folder(args))
     loaded = load_checkpoints(args.checkpoints, config, parser)
     try:
         results = [

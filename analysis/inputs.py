@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from landscape import Objective
 from training import checkpoint as checkpoints
+from training.errors import CheckpointError
 from training.data import Dataset, TensorLoader, load_dataset
 from training.losses import get_loss, per_step_ce
 from training.momentum import momentum_subset
@@ -29,6 +30,7 @@ __all__ = [
     "DataSpec",
     "EvalInput",
     "LoadedObjective",
+    "check_checkpoint",
     "checkpoint_record",
     "file_sha256",
     "load_batches",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 LOSSES = ("checkpoint", "sdt", "tet")
+CONFIG_KEYS = ("model", "dataset", "T", "method")  # what the analyses read from a config
 SUBSETS = ("seeded", "trainer")
 
 
@@ -98,6 +101,26 @@ def file_sha256(path: str | Path) -> str:
 def checkpoint_record(path: str | Path) -> dict:
     """Provenance of a checkpoint file: ``{"path": ..., "sha256": ...}``."""
     return {"path": str(path), "sha256": file_sha256(path)}
+
+
+def check_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint and check that the analyses find what they need in it.
+
+    Returns:
+        The raw checkpoint dict.
+
+    Raises:
+        training.errors.CheckpointError: If it is missing, not a toolkit checkpoint, or its
+            config lacks one of ``CONFIG_KEYS``.
+    """
+    raw = checkpoints.load_raw(path)
+    missing = [key for key in CONFIG_KEYS if key not in raw["config"]]
+    if missing:
+        raise CheckpointError(
+            f"{path}: its config lacks {missing}; expected the keys {list(CONFIG_KEYS)} that "
+            "training/run.py writes"
+        )
+    return raw
 
 
 @lru_cache(maxsize=4)
@@ -170,6 +193,7 @@ def load_input(
     Raises:
         training.errors.ToolkitError: On a missing or unreadable checkpoint or dataset.
     """
+    check_checkpoint(path)
     model, config = checkpoints.load(path, device)
     x, y, record = _select(config, data)
     loader = TensorLoader(x.to(device), y.to(device), data.batch_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from analysis.style import LABELS, apply_style, color
 from landscape.surface import Surface
@@ -65,6 +66,7 @@ def switch_figure(data: pd.DataFrame, switch: int) -> FigureResult:
     for ax in axes:
         ax.axvline(switch + 0.5, color="k", lw=0.8, ls="--")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set(ylabel="test accuracy", title="accuracy")
     axes[1].set(ylabel="loss", title=f"losses of the switch run (switch after epoch {switch})")
     axes[0].legend()
@@ -114,19 +116,26 @@ def tit_figure(data: pd.DataFrame) -> FigureResult:
     data = data[(data["T"] == target_T) & (data.method == "tet")]
     apply_style()
     figure, ax = plt.subplots(figsize=(5, 3.6))
+    # Seeds share the cost: spread them by +-3% so that each seed is a dot; bars: mean +- std.
+    rank = data.groupby(["kind", "cost"]).cumcount()
+    size = data.groupby(["kind", "cost"]).cost.transform("size")
+    data = data.assign(plotted_cost=data.cost * (1 + 0.03 * (rank - (size - 1) / 2)))
     for kind, marker in (("scratch", "o"), ("TIT", "s")):
         part = data[data.kind == kind]
+        if len(part) > 1:
+            ax.errorbar(part.cost.mean(), part.test_acc.mean(), yerr=part.test_acc.std(),
+                        color="k", capsize=4, lw=1, zorder=1)  # fmt: skip
         ax.scatter(
-            part.cost,
+            part.plotted_cost,
             part.test_acc,
             marker=marker,
             color=color("tet"),
             alpha=0.8,
             facecolors="none" if kind == "TIT" else color("tet"),
-            label=kind,
+            label=f"{kind} ({len(part)} seeds)",
         )
     ax.set(
-        xlabel="training cost (time steps x epochs)",
+        xlabel="training cost (time steps x epochs; seeds spread by +-3%, bar: mean +- std)",
         ylabel="test accuracy",
         title=f"TET at T={target_T}: TIT vs from scratch",
     )
@@ -147,7 +156,7 @@ def momentum_figure(data: pd.DataFrame) -> FigureResult:
     summary = _mean_std(errors, ["method", "loss", "t"], "value").assign(panel="error_norm")
     for (method, loss), part in summary.groupby(["method", "loss"]):
         axes[0].errorbar(
-            part.t + 1,
+            part.t,
             part["mean"],
             yerr=part["std"].fillna(0),
             color=color(loss),
@@ -157,7 +166,7 @@ def momentum_figure(data: pd.DataFrame) -> FigureResult:
             label=f"{LABELS[loss]} term @ {LABELS[method]} minimum",
         )
     axes[0].set(
-        xlabel="time step t",
+        xlabel="time step t (0-based, as in the CSVs)",
         ylabel="||e_t|| (mean over samples)",
         title="error terms at the final weights",
     )
@@ -184,6 +193,8 @@ def momentum_figure(data: pd.DataFrame) -> FigureResult:
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.legend(fontsize=7)
     axes[0].legend(fontsize=7)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].set_title("gradient norms (mean over seeds)")
     axes[2].set_title("optimizer momentum")
     return figure, pd.concat([summary, *curves], ignore_index=True)
@@ -198,6 +209,7 @@ def landscapes_figure(surfaces: dict[str, Surface]) -> FigureResult:
     values = [s.values[f"l_{loss}"] for s in surfaces.values() for loss in ("sdt", "tet")]
     low, high = min(v.min() for v in values), min(max(v.max() for v in values), 5.0)
     levels = np.linspace(low, high, 25)
+    extend = "max" if max(v.max() for v in values) > high else "neither"
     apply_style()
     figure, axes = plt.subplots(2, 2, figsize=(8.5, 7.5), sharex=True, sharey=True)
     frames = []
@@ -206,18 +218,21 @@ def landscapes_figure(surfaces: dict[str, Surface]) -> FigureResult:
         for col, loss in enumerate(("sdt", "tet")):
             z = np.minimum(surface.values[f"l_{loss}"], high)
             ax = axes[row, col]
-            filled = ax.contourf(x, y, z.T, levels=levels, cmap="viridis")
+            filled = ax.contourf(x, y, z.T, levels=levels, cmap="viridis", extend=extend)
             ax.contour(x, y, z.T, levels=levels[::3], colors="w", linewidths=0.4)
             ax.plot(0, 0, "r+", ms=10)
             ax.set_title(f"{LABELS[method]} minimum, L_{LABELS[loss]}")
             ax.grid(False)
             frame = surface.frame()
-            frames.append(frame[frame.metric == f"l_{loss}"].assign(minimum=method, loss=loss))
+            frame = frame[frame.metric == f"l_{loss}"].assign(minimum=method, loss=loss)
+            frames.append(frame.assign(plotted_value=np.minimum(frame.value, high)))
     for ax in axes[1]:
         ax.set_xlabel("direction 1 (filter-normalized)")
     for ax in axes[:, 0]:
         ax.set_ylabel("direction 2")
-    figure.colorbar(filled, ax=axes, shrink=0.8, label="loss (shared scale)")
+    clipped = f"; values above {high:.3g} clipped (arrow)" if extend == "max" else ""
+    figure.colorbar(filled, ax=axes, shrink=0.8, label=f"loss (shared scale{clipped})",
+                    ticks=MaxNLocator(8))  # fmt: skip
     return figure, pd.concat(frames, ignore_index=True)
 
 
@@ -290,14 +305,29 @@ def _densities(densities: list[tuple] | None, ax) -> None:
     if densities is None:
         ax.set_title("density: run hessian.py with --density")
         return
+    labelled = set()
     for method, grid, density in densities:
-        ax.semilogy(grid, np.maximum(density, 1e-8), color=color(method), alpha=0.6, lw=1)
+        label = None if method in labelled else f"{LABELS.get(method, method)} runs"
+        labelled.add(method)
+        ax.semilogy(
+            grid, np.maximum(density, 1e-8), color=color(method), alpha=0.6, lw=1, label=label
+        )
+    ax.legend(fontsize=7)
     ax.set(
         xlabel="eigenvalue",
         ylabel="density (SLQ)",
         title="spectral densities, H of L_TET",
         ylim=(1e-6, None),
     )
+
+
+FLATNESS_LABELS = {
+    "lambda_max_sdt": "top Hessian eigenvalue of L_SDT",
+    "trace_sdt": "Hessian trace of L_SDT",
+    "eps_sharpness_l_sdt": "epsilon-sharpness of L_SDT (%)",
+    "gap": "generalization gap (train - test accuracy)",
+    "test_acc": "test accuracy",
+}
 
 
 def flatness_figure(table: pd.DataFrame, columns: list[str]) -> FigureResult:
@@ -310,7 +340,7 @@ def flatness_figure(table: pd.DataFrame, columns: list[str]) -> FigureResult:
             ax = axes[i, j]
             for method, part in table.groupby("method"):
                 ax.scatter(part[column], part[target], color=color(method), label=LABELS[method])
-            ax.set(xlabel=column.replace("_", " "), ylabel=target.replace("_", " "))
+            ax.set(xlabel=FLATNESS_LABELS.get(column, column), ylabel=FLATNESS_LABELS[target])
     axes[0, 0].legend()
     return figure, table
 

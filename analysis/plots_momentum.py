@@ -11,6 +11,9 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.style import LABELS, apply_style, color, save_figure
 
+# Time steps are 0-based everywhere: t in gradient_stats.csv, momentum.csv, --time-step, plots.
+T_LABEL = "time step t (0-based, as in the CSVs)"
+
 __all__ = ["error_norm_figure", "gcos_figure", "epoch_figure", "save_momentum_figures"]
 
 
@@ -41,14 +44,14 @@ def error_norm_figure(frame: pd.DataFrame):
             style = "-" if loss == "sdt" else "--"
             marker = "o" if str(method).startswith("sdt") else "s"
             ax.plot(
-                t + 1,
+                t,
                 part.value,
                 style,
                 marker=marker,
                 color=color(loss),
                 label=f"{LABELS.get(loss, loss)} loss @ {method} weights",
             )
-        ax.set(title=title, xlabel="time step t")
+        ax.set(title=title, xlabel=T_LABEL)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(loc="best", fontsize=7)
     return figure
@@ -67,9 +70,9 @@ def gcos_figure(frame: pd.DataFrame, source: str | None = None):
         matrix = np.full((T, T), np.nan)
         matrix[pd.to_numeric(part.t).astype(int), pd.to_numeric(part.s).astype(int)] = part.value
         image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set(title=f"cos(g_t, g_s), {LABELS[loss]} loss", xlabel="s", ylabel="t")
-        ax.set_xticks(range(T), range(1, T + 1))
-        ax.set_yticks(range(T), range(1, T + 1))
+        ax.set(title=f"cos(g_t, g_s), {LABELS[loss]} loss", xlabel="s (0-based)", ylabel=T_LABEL)
+        ax.set_xticks(range(T), range(T))
+        ax.set_yticks(range(T), range(T))
         ax.grid(False)
     figure.colorbar(image, ax=axes, shrink=0.8)
     return figure

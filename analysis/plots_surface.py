@@ -128,8 +128,8 @@ def plot_2d(
         axes = figure.add_subplot(1, len(metrics), i + 1, projection=projection)
         mappable = _draw_2d(axes, surface, metric, kind)
         if kind != "contour":
-            figure.colorbar(mappable, ax=axes, shrink=0.8)
-    figure.suptitle(_title(surface))
+            figure.colorbar(mappable, ax=axes, shrink=0.8, extend="max")
+    figure.suptitle(_title(surface) + "\ncolours clipped at the 95th percentile (arrow)")
     return figure
 
 

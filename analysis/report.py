@@ -6,6 +6,8 @@ means beyond two standard errors over seeds); none is written by hand.
 
 from __future__ import annotations
 
+import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -79,6 +81,46 @@ def _fmt(values: pd.Series) -> str:
     )
 
 
+def _json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def analysis_settings(root: Path) -> list[str]:
+    """One line per saved analysis: its samples, probes and tolerances (from its JSON file)."""
+    lines, folder = [], root / artifacts.ANALYSIS
+    for name in ("hessian_sdt", "hessian_tet", "hessian_epochs"):
+        record = _json(folder / name / "hessian.json")
+        if record:
+            s = record["settings"]
+            density = (f", SLQ {s['density_steps']} steps x {s['density_repeats']} probes"
+                       if s["density"] else "")  # fmt: skip
+            lines.append(
+                f"- {name}: {s['samples']} {s['split']} samples (seed {s['seed']}), "
+                f"{s['dtype']}, top-{s['top_k']} Lanczos to relative residual {s['tol']}, "
+                f"trace {s['trace']} with {s['num_matvecs']} products{density}"
+            )
+    record = _json(folder / "sharpness" / "sharpness.json")
+    if record:
+        s, d = record["settings"], record["data"]
+        lines.append(
+            f"- sharpness: {d['samples']} {d['split']} samples (seed {d['seed']}), epsilon "
+            f"{s['epsilon']} with {s['ascent_steps']} ascent steps, radii {s['radius']} with "
+            f"{s['draws']} random directions each"
+        )
+    for path in sorted((folder / "surface").glob("*/surface_*.json")):
+        record = _json(path)
+        if record:
+            data, grid = record.get("data", {}), "x".join(map(str, record["grid"]["shape"]))
+            lines.append(
+                f"- surface {path.parent.name}: {grid} grid, {data.get('num_samples')} "
+                f"{data.get('split')} samples, directions {record['directions']['kind']}"
+            )
+    return lines or ["- no analysis results found"]
+
+
 def render(root: Path, figures: Path) -> str:
     """The report text."""
     table, runs = artifacts.run_table(root), main_runs(find_runs(root))
@@ -107,7 +149,7 @@ def render(root: Path, figures: Path) -> str:
         lines.append(f"| {method.upper()} | " + " | ".join(_fmt(part[c]) for c in columns) + " |")
     lines += [
         "",
-        f"## Claims (rule: {RULE})",
+        f"## Claims (rule: {RULE}; {verdicts.TIT_RULE})",
         "",
         "| claim | evidence | TET - SDT (or candidate - baseline) | 2 SE | verdict |",
         "|---|---|---|---|---|",
@@ -117,13 +159,18 @@ def render(root: Path, figures: Path) -> str:
             f"| {v.claim} | {v.evidence} | {v.difference:.4g} | {2 * v.stderr:.2g} | "
             f"**{v.verdict}** |"
         )
+    lines += ["", "## Analysis settings", "", *analysis_settings(root)]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name}.png)" for name in FIGURES if (figures / f"{name}.png").exists()]
     return "\n".join(lines) + "\n"
 
 
 def build_parser():
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        description=__doc__,
+        epilog="example:\n  python analysis/report.py --runs runs --figures figures\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     parser.add_argument("--figures", default="figures", help="report folder (default: %(default)s)")
     return parser

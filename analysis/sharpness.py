@@ -32,12 +32,16 @@ from landscape import save_json  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
 
+EPILOG = """example:
+  python analysis/sharpness.py runs/*/last.pt --radius 0.1 0.5 --draws 8 --out results/sharpness
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint .pt files")
+    common.add_checkpoint_args(parser)
     add = parser.add_argument
     # fmt: off
     add("--epsilon", type=float, nargs="+", default=[1e-3, 5e-4],
@@ -57,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SharpnessJob:
     """The validated settings of the flags (``parser.error`` on bad input), --dry-run applied."""
-    if args.draws < 1 or args.ascent_steps < 1 or args.samples < 1:
-        parser.error("--draws, --ascent-steps and --samples must be >= 1")
+    for name in ("draws", "ascent_steps", "samples", "batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if min(args.epsilon) <= 0 or min(args.radius) <= 0 or args.step_fraction <= 0:
         parser.error("--epsilon, --radius and --step-fraction must be > 0")
     if args.time_step is not None or args.loss != "checkpoint":
@@ -81,25 +86,26 @@ def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
 
 
+@common.command
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        job = job_from_args(args, parser)
-    except ToolkitError as error:  # e.g. --device cuda without CUDA
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 1
+    job = job_from_args(args, parser)
     out = args.out or args.checkpoints[0].resolve().parent / "analysis"
     paths = [out / "sharpness.csv", out / "sharpness.json"]
     existing = common.existing_outputs(paths)
     if existing and not args.overwrite:
         parser.error(f"{existing[0]} exists; pass --overwrite or choose another --out")
-    rows = []
+    common.check_inputs(parser, args.checkpoints, out)
+    rows, total = [], 2 * len(args.checkpoints)
     try:
-        for path in args.checkpoints:
-            method, perturbation = perturbation_rows(path, job)
-            rows += epsilon_rows(path, method, job) + perturbation
+        with common.Progress(total, "sharpness", "measure", args.quiet, every=5.0) as bar:
+            for path in args.checkpoints:
+                method, perturbation = perturbation_rows(path, job)
+                bar.update(1)
+                rows += epsilon_rows(path, method, job) + perturbation
+                bar.update(1)
     except (ToolkitError, ValueError, RuntimeError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1

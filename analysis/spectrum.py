@@ -7,15 +7,13 @@ record and density arrays) and :func:`csv_rows` (the long-format table).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from analysis.common import DataConfig, ProgressOperator, option
+from analysis.common import DataConfig, Progress, ProgressOperator, option
 from analysis.inputs import LoadedObjective, file_sha256
 from landscape import (
     HessianOperator,
@@ -77,7 +75,7 @@ def _generator(config: HessianConfig, offset: int) -> torch.Generator:
     return torch.Generator().manual_seed(config.seed * 1000 + offset)
 
 
-def _operator(objective: Objective, config: HessianConfig, bar: tqdm) -> LinearOperator:
+def _operator(objective: Objective, config: HessianConfig, bar: Progress) -> LinearOperator:
     if config.operator == "hessian":
         operator = HessianOperator(objective, use_cached_graph=config.cache_graph)
     else:
@@ -123,7 +121,7 @@ def spectrum(operator: LinearOperator, config: HessianConfig) -> tuple[dict, dic
     return record, arrays
 
 
-def per_layer(loaded: LoadedObjective, config: HessianConfig, bar: tqdm) -> dict:
+def per_layer(loaded: LoadedObjective, config: HessianConfig, bar: Progress) -> dict:
     """Top eigenvalues and trace of each layer's diagonal Hessian block."""
     layers = {}
     for layer, names in parameter_groups(loaded.model).items():
@@ -151,7 +149,8 @@ def analyze(path: Path, loaded: LoadedObjective, config: HessianConfig, quiet: b
     """
     start, objective = time.perf_counter(), loaded.objective
     objective.check_deterministic(_generator(config, 0))
-    with tqdm(desc=path.parent.name, unit="HVP", file=sys.stderr, disable=quiet) as bar:
+    total = expected_matvecs(config, objective.num_params)
+    with Progress(total, f"Hessian of {path}", "HVP", quiet, estimate=True) as bar:
         operator = _operator(objective, config, bar)
         record, arrays = spectrum(operator, config)
         if config.per_layer:
@@ -177,6 +176,16 @@ def analyze(path: Path, loaded: LoadedObjective, config: HessianConfig, quiet: b
     return {**header, **record, "num_matvecs": count_matvecs(record), "seconds": seconds}, arrays
 
 
+def expected_matvecs(config: HessianConfig, num_params: int) -> int:
+    """An upper estimate of the products of one checkpoint (Lanczos may converge sooner)."""
+    steps = [config.max_steps or max(100, 20 * k) for k in (config.top_k, config.bottom_k) if k]
+    total = sum(min(step, num_params) for step in steps)
+    total += config.num_matvecs if config.trace != "none" else 0
+    total += config.density_steps * config.density_repeats if config.density else 0
+    total += 2 * config.asymmetry_probes if config.operator != "hessian" else 0
+    return total * (2 if config.per_layer else 1)
+
+
 def count_matvecs(record: dict) -> int:
     """Products used by every quantity of a record, per-layer blocks included."""
     keys = ("top", "bottom", "trace", "density", "asymmetry")
@@ -185,29 +194,33 @@ def count_matvecs(record: dict) -> int:
 
 
 def csv_rows(records: list[dict]) -> list[list]:
-    """Long-format rows ``(checkpoint, quantity, index, value, stderr)``."""
+    """Long-format rows ``(checkpoint, quantity, index, value, stderr, loss)``."""
+    return [row + [record["loss"]] for record in records for row in _rows(record)]
+
+
+def _rows(record: dict) -> list[list]:
+    """Rows ``(checkpoint, quantity, index, value, stderr)`` of one record."""
     rows = []
-    for record in records:
-        path = record["checkpoint"]["path"]
-        rows += [[path, "loss", 0, record["loss_value"], ""]]
-        rows += [[path, "grad_norm", 0, record["grad_norm"], ""]]
-        for prefix, entry in [("", record)] + [
-            (f"layer/{layer}/", entry) for layer, entry in record.get("per_layer", {}).items()
-        ]:
-            for key in ("top", "bottom"):
-                values = zip(
-                    entry.get(key, {}).get("eigenvalues", []),
-                    entry.get(key, {}).get("residuals", []),
-                )
-                for index, (value, residual) in enumerate(values):
-                    rows.append([path, f"{prefix}{key}_eigenvalue", index, value, ""])
-                    rows.append([path, f"{prefix}{key}_residual", index, residual, ""])
-            if "trace" in entry:
-                trace = entry["trace"]
-                rows.append([path, f"{prefix}trace", 0, trace["mean"], trace["stderr"]])
-            if "asymmetry" in entry:
-                asymmetry = entry["asymmetry"]["relative"]
-                rows.append([path, f"{prefix}asymmetry", 0, asymmetry, ""])
+    path = record["checkpoint"]["path"]
+    rows += [[path, "loss", 0, record["loss_value"], ""]]
+    rows += [[path, "grad_norm", 0, record["grad_norm"], ""]]
+    for prefix, entry in [("", record)] + [
+        (f"layer/{layer}/", entry) for layer, entry in record.get("per_layer", {}).items()
+    ]:
+        for key in ("top", "bottom"):
+            values = zip(
+                entry.get(key, {}).get("eigenvalues", []),
+                entry.get(key, {}).get("residuals", []),
+            )
+            for index, (value, residual) in enumerate(values):
+                rows.append([path, f"{prefix}{key}_eigenvalue", index, value, ""])
+                rows.append([path, f"{prefix}{key}_residual", index, residual, ""])
+        if "trace" in entry:
+            trace = entry["trace"]
+            rows.append([path, f"{prefix}trace", 0, trace["mean"], trace["stderr"]])
+        if "asymmetry" in entry:
+            asymmetry = entry["asymmetry"]["relative"]
+            rows.append([path, f"{prefix}asymmetry", 0, asymmetry, ""])
     return rows
 
 

@@ -12,7 +12,9 @@ surrogate Hessian of --loss). A killed run resumes from its chunk files; under
 
 Writes <out>/surface_<ckpt>_<kind>_<dim>d.{json,npz} (values, axes, directions, provenance),
 ..._stats.csv (quadratic curvature, basin width, share of flat steps) and PNG/PDF plots, by
-default into <checkpoint's folder>/analysis/.
+default into <checkpoint's folder>/analysis/. A rerun after a kill resumes: from the chunk
+files while points are missing, or, when every point is saved, it only rewrites the statistics
+and plots. Changing --chunk-size of a partial surface is refused (pass the old one or --overwrite).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from analysis import common, plots_surface  # noqa: E402
 from analysis.surface_run import STATS_HEADER, assemble, compute, prepare  # noqa: E402
 from analysis.surface_run import statistics_rows  # noqa: E402
 from analysis.surfaces import KINDS, SurfaceConfig, SurfaceJob  # noqa: E402
-from landscape.surface import Grid, Surface, save_surface  # noqa: E402
+from landscape.surface import Grid, Surface, load_surface, save_surface  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.distributed import Distributed, close_distributed, init_distributed  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
@@ -46,11 +48,19 @@ def parse_range(text: str) -> tuple[float, float, int]:
         low, high, num = text.split(":")
         value = (float(low), float(high), int(num))
         Grid.linspace(value)
+        if value[2] < 3:
+            raise ValueError("a surface's statistics need 3 points per axis")
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected LOW:HIGH:NUM with LOW < HIGH, NUM >= 1 (e.g. -1:1:51), got {text!r}"
+            f"expected LOW:HIGH:NUM with LOW < HIGH, NUM >= 3 (e.g. -1:1:51), got {text!r}"
         ) from None
     return value
+
+
+EPILOG = """examples:
+  python analysis/surface.py runs/<run>/last.pt --dim 2 --x -1:1:21 --out results/surface
+  python analysis/surface.py runs/<sdt>/last.pt --dim 1 --directions interp:runs/<tet>/last.pt
+"""
 
 
 def join_ranges(argv: list[str]) -> list[str]:
@@ -68,10 +78,10 @@ def join_ranges(argv: list[str]) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
-    add("checkpoint", type=Path, help="checkpoint .pt at the centre of the surface")
+    common.add_checkpoint_args(parser, None, "checkpoint (.pt) at the centre of the surface")
     add(
         "--x",
         type=parse_range,
@@ -167,13 +177,49 @@ def run_job(job: SurfaceJob, dist: Distributed, quiet: bool, overwrite: bool) ->
         print_summary(surface, paths, run)
 
 
+def output_files(job: SurfaceJob) -> list[Path]:
+    """Every file a finished surface has."""
+    files = [job.stem.with_suffix(".json"), job.stem.with_suffix(".npz")]
+    files.append(job.out / f"{job.stem.name}_stats.csv")
+    kinds = ["curve"] if job.dim == 1 else list(plots_surface.KINDS_2D)
+    if job.plots:
+        files += [Path(f"{job.stem}_{kind}.{ext}") for kind in kinds for ext in ("png", "pdf")]
+    return files
+
+
+def check_existing(job: SurfaceJob, args: argparse.Namespace, parser) -> bool:
+    """Refuse a finished surface without --overwrite; True when only its statistics and plots
+    are missing (a kill while plotting after the chunks were dropped): then just redraw."""
+    for stale in job.out.glob(f".{job.stem.name}*.tmp"):  # temp files of a killed write
+        stale.unlink(missing_ok=True)
+    if args.overwrite or job.parts.exists():
+        return False  # start over, or resume from the chunk files
+    if all(path.exists() for path in output_files(job)):
+        parser.error(f"{job.stem.with_suffix('.json')} exists; pass --overwrite or another --out")
+    return job.stem.with_suffix(".json").exists() and job.stem.with_suffix(".npz").exists()
+
+
+def redraw(job: SurfaceJob) -> None:
+    """Statistics and plots of a surface whose values are saved."""
+    surface = load_surface(job.stem)
+    rows = statistics_rows(job, surface)
+    paths = [common.write_csv(job.out / f"{job.stem.name}_stats.csv", STATS_HEADER, rows)]
+    if job.plots:
+        paths += plots_surface.save_surface_plots(surface, job.stem)
+    print(f"all points were saved; redrew {', '.join(str(path) for path in paths)}")
+
+
+@common.command
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(join_ranges(sys.argv[1:] if argv is None else list(argv)))
     job = job_from_args(args, parser)
-    if job.stem.with_suffix(".json").exists() and not args.overwrite:
-        parser.error(f"{job.stem.with_suffix('.json')} exists; pass --overwrite or another --out")
+    others = [Path(p) for p in job.spec.split(",")] if job.kind == "interp" else []
+    common.check_inputs(parser, [job.checkpoint, *others], job.out)
+    if check_existing(job, args, parser):
+        redraw(job)
+        return 0
     # The grid is shared over gloo whatever the device: the processes only exchange barriers.
     dist, _ = init_distributed(torch.device("cpu"))
     try:

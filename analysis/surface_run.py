@@ -10,9 +10,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
-
-from analysis.common import provenance, resolve_device
+from analysis.common import Progress, provenance, resolve_device
 from analysis.inputs import checkpoint_record, load_batches, load_input, resolve_dtype
 from analysis.surface_directions import build_directions
 from analysis.surfaces import METRICS, SurfaceJob, make_grid, metrics_for
@@ -21,12 +19,14 @@ from landscape import to_plain
 from landscape.sharpness import surface_statistics
 from landscape.surface import Grid, Surface, SurfaceEvaluator, SurfaceStore, iter_surface
 from training.distributed import Distributed
+from training.errors import ConfigError
 from training.spikes import spike_counter
 
 __all__ = [
     "STATS_HEADER",
     "PreparedSurface",
     "assemble",
+    "check_chunking",
     "compute",
     "fingerprint",
     "prepare",
@@ -125,18 +125,37 @@ def prepare(job: SurfaceJob, dist: Distributed) -> PreparedSurface:
         dtype=resolve_dtype(job.dtype),
         device=resolve_device(job.device),
     )
+    check_chunking(job, grid.num_points)
     store = SurfaceStore(job.parts, grid.num_points, job.chunk_size, fingerprint(record))
     for i, direction in enumerate(found):
         extras.update({f"direction{i}/{name}": t.numpy() for name, t in direction.items()})
     return PreparedSurface(record, evaluator, store, grid, extras)
 
 
+def check_chunking(job: SurfaceJob, num_points: int) -> None:
+    """Refuse to resume a partial surface with another ``--chunk-size`` (its points would be lost).
+
+    Raises:
+        ConfigError: If the first chunk file holds another number of points.
+    """
+    try:
+        with np.load(job.parts / "chunk_000000.npz", allow_pickle=False) as data:
+            found = len(next(data[key] for key in data.files if key != "_fingerprint"))
+    except (OSError, ValueError, EOFError, KeyError, StopIteration):
+        return  # no readable first chunk: nothing to lose
+    if found != min(job.chunk_size, num_points):
+        raise ConfigError(
+            f"{job.parts} holds chunks of {found} points; pass --chunk-size {found} to resume "
+            "them, or --overwrite to start over"
+        )
+
+
 def compute(prepared: PreparedSurface, dist: Distributed, quiet: bool) -> tuple[int, int]:
     """This rank's share of the grid; returns ``(points computed, points resumed)``."""
     store, counts, coords = prepared.store, [0, 0], prepared.grid.coordinates()
     owned = sum(len(store.indices(c)) for c in range(dist.rank, store.num_chunks, dist.world))
-    disable = True if quiet or dist.rank else None
-    with tqdm(total=owned, desc="surface", disable=disable) as bar:
+    name = prepared.record["checkpoint"]["path"]
+    with Progress(owned, f"surface of {name}", "point", quiet or dist.rank > 0) as bar:
         chunks = iter_surface(prepared.evaluator, coords, store, dist.rank, dist.world)
         for _, size, resumed in chunks:
             counts[int(resumed)] += size

@@ -33,13 +33,15 @@ class AtTimeSteps(nn.Module):
         return self.model(x, T=self.T)
 
 
-def evaluate_timesteps(path: Path, steps: list[int], split: str, batch_size: int, device) -> list:
-    """Rows of ``COLUMNS`` for one checkpoint, on every sample of ``split``.
+def evaluate_timesteps(path: Path, steps: list[int], data: DataSpec, device) -> list:
+    """Rows of ``COLUMNS`` for one checkpoint, on the samples of ``data`` (``samples=None``: every
+    sample of the split, in order).
 
     Raises:
         ToolkitError: If the checkpoint's data are event frames, not static images.
     """
-    loaded = load_input(path, DataSpec(split, None, batch_size=batch_size), device)
+    loaded = load_input(path, data, device)
+    split = data.split
     config = loaded.config
     if loaded.loader.x.ndim != 4:
         raise ToolkitError(f"{path}: temporal scalability needs static images, not event frames")

@@ -1,8 +1,11 @@
 """Temporal scalability (TET Fig. 4A): evaluate the same weights at several numbers of time steps.
 
-For each checkpoint and each T, the static test images are repeated T times and the model is
+For each checkpoint and each T, the static images are repeated T times and the model is
 evaluated in eval mode without retraining: accuracy, L_SDT, L_TET (at the checkpoint's lambda and
 phi) and the mean firing rate. Writes timesteps.csv (long format: one row per checkpoint and T).
+
+--split defaults to train, as in every analysis command; the paper's Fig. 4A (and the demo)
+evaluates the test split: pass --split test.
 """
 
 from __future__ import annotations
@@ -11,53 +14,71 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.common import write_csv
-from analysis.temporal import COLUMNS, evaluate_timesteps
-from landscape.io import resolve_device
-from training.config import ArgumentParser
-from training.errors import ToolkitError
+import torch  # noqa: E402
+
+from analysis import common  # noqa: E402
+from analysis.inputs import DataSpec  # noqa: E402
+from analysis.temporal import COLUMNS, evaluate_timesteps  # noqa: E402
+from training.config import ArgumentParser  # noqa: E402
+
+EPILOG = """example:
+  python analysis/timesteps.py runs/*/last.pt --split test --T 1 2 4 8 --out results/timesteps
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint files (.pt)")
-    parser.add_argument(
-        "--T",
-        nargs="+",
-        type=int,
-        default=list(range(1, 9)),
-        help="time steps to evaluate (default: %(default)s)",
+    """The command-line interface."""
+    parser = ArgumentParser(
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--split",
-        choices=("test", "train"),
-        default="test",
-        help="data split (default: %(default)s)",
-    )
-    parser.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
-    parser.add_argument("--out", help="output folder (default: next to the first checkpoint)")
+    common.add_checkpoint_args(parser)
+    add = parser.add_argument
+    add("--T", nargs="+", type=int, default=list(range(1, 9)),
+        help="time steps to evaluate (default: %(default)s)")  # fmt: skip
+    add("--samples", type=int, default=None,
+        help="a seeded subset of the split (default: every sample, in order)")  # fmt: skip
+    exclude = ("loss", "time_step", "samples", "dtype")
+    common.add_config_args(parser, common.DataConfig, exclude=exclude)
+    common.add_output_args(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Path:
+    """Flags, checkpoints and output folder before any work; returns the output file."""
     if min(args.T) < 1:
-        print("error: every --T must be >= 1", file=sys.stderr)
-        return 2
-    try:
-        device = resolve_device(args.device)
-        rows = []
-        for path in map(Path, args.checkpoints):
+        parser.error(f"every --T must be >= 1, got {min(args.T)}")
+    for name in ("samples", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    out = args.out or args.checkpoints[0].parent / "analysis"
+    target = out / "timesteps.csv"
+    if target.exists() and not args.overwrite:
+        parser.error(f"{target} exists; pass --overwrite or choose another --out")
+    common.check_inputs(parser, args.checkpoints, out)
+    return target
+
+
+@common.command
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    target = check(args, parser)
+    steps, samples = args.T, args.samples
+    if args.dry_run:
+        steps, samples = steps[:2], min(samples or 32, 32)
+    spec = DataSpec(args.split, samples, args.seed, args.batch_size)
+    device, rows = common.resolve_device(args.device), []
+    with common.Progress(len(args.checkpoints), "timesteps", "checkpoint", args.quiet, 5.0) as bar:
+        for path in args.checkpoints:
             with torch.inference_mode():
-                rows += evaluate_timesteps(path, args.T, args.split, args.batch_size, device)
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    out = Path(args.out) if args.out else Path(args.checkpoints[0]).parent / "analysis"
-    target = write_csv(out / "timesteps.csv", COLUMNS, rows)
+                rows += evaluate_timesteps(path, steps, spec, device)
+            bar.update(1)
+    common.write_csv(target, COLUMNS, rows)
     print(f"{'method':<7}{'train T':>8}{'T':>4}{'acc':>8}{'L_SDT':>9}{'L_TET':>9}")
     for row in rows:
         print(

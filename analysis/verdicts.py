@@ -74,6 +74,12 @@ def scalability(data: pd.DataFrame) -> Verdict:
     )
 
 
+TIT_RULE = (
+    "TIT row: non-inferiority, holds when TIT is cheaper and its accuracy is not lower by more "
+    "than 2 standard errors"
+)
+
+
 def tit(data: pd.DataFrame) -> Verdict:
     """TIT reaches the same accuracy at lower cost (from ``artifacts.tit_rows``).
 

@@ -244,3 +244,14 @@ def tet_loss_official(outputs: Tensor, labels: Tensor, lamb: float, means: float
     loss_es = loss_es / outputs.size(1)
     loss_mmd = F.mse_loss(outputs, torch.zeros_like(outputs).fill_(means)) if lamb else 0
     return (1 - lamb) * loss_es + lamb * loss_mmd
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(
+        "benchmarks/official_style.py is a library module (the official-style reference models); "
+        "run benchmarks/train_throughput.py to benchmark them",
+        file=sys.stderr,
+    )
+    sys.exit(2)

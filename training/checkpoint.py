@@ -123,10 +123,21 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
         raise CheckpointError(
             f"{path}: refused to load, it holds non-tensor objects ({reason})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        AttributeError,
+    ) as error:  # fmt: skip  (a text file: KeyError 105)
         reason = (
             str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         )
+        reason = "not a file written by torch.save" if isinstance(error, KeyError) else reason
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}"
         ) from None
@@ -137,12 +148,26 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
             f"expected keys {list(_REQUIRED)}); "
             "to convert a state dict saved by the official TET code use training/import_official.py"
         )
+    _check_layout(path, checkpoint)
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {checkpoint['format_version']}; this code reads up to "
             f"{FORMAT_VERSION}: update the toolkit"
         )
     return checkpoint
+
+
+def _check_layout(path: Path, checkpoint: dict) -> None:
+    """Types of the required entries, so that a malformed checkpoint fails in one line here."""
+    model, version = checkpoint["model"], checkpoint["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: format_version must be an integer, got {version!r}")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise CheckpointError(f"{path}: 'model' must be a dict with name, kwargs, state_dict")
+    if not isinstance(model.get("kwargs"), dict) or not isinstance(model.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: 'model' must be a dict with name, kwargs, state_dict")
+    if not isinstance(checkpoint["config"], dict):
+        raise CheckpointError(f"{path}: 'config' must be a dict of the run's settings")
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "checkpoint") -> None:

@@ -43,7 +43,7 @@ def test_writes_json_csv_density_and_table(checkpoints, tmp_path, capsys):
     args = [*args.split(), "--density-repeats", "2", "--per-layer", "--tol", "1e-6"]
     assert main([*map(str, checkpoints), *FAST, *args, "--out", str(tmp_path)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:3] == ["checkpoint", "method", "lambda_max"]
+    assert table[0].split()[:3] == ["checkpoint", "loss", "lambda_max"]
     assert [line.split()[1] for line in table[1:3]] == ["SDT", "TET"]
     result = json.loads((tmp_path / "hessian.json").read_text())
     sdt, tet = result["results"]
@@ -56,7 +56,8 @@ def test_writes_json_csv_density_and_table(checkpoints, tmp_path, capsys):
     assert set(sdt["per_layer"]) == {"layers.1.0", "layers.3.0"}
     assert sdt["num_matvecs"] >= sdt["top"]["num_matvecs"] + 12 + 24
     csv = pd.read_csv(tmp_path / "hessian.csv")
-    assert list(csv.columns) == ["checkpoint", "quantity", "index", "value", "stderr"]
+    assert list(csv.columns) == ["checkpoint", "quantity", "index", "value", "stderr", "loss"]
+    assert set(csv.loss) == {"sdt", "tet(lambda=0.05, phi=1.0)"}
     assert {"top_eigenvalue", "bottom_eigenvalue", "trace", "loss"} <= set(csv.quantity)
     assert "layer/layers.1.0/top_eigenvalue" in set(csv.quantity)
     assert (tmp_path / "density.png").stat().st_size > 0

@@ -150,9 +150,11 @@ def test_bad_flags_exit_2_with_one_line(runs, flags, message, capsys):
 def test_unreadable_checkpoint_fails_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert surface.main([str(bad), "--dry-run", "--quiet", "--out", str(tmp_path)]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # a bad command line: exit 2
+        surface.main([str(bad), "--dry-run", "--quiet", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error:") and err.strip().count("\n") == 0 and "bad.pt" in err
+    assert "error:" in err and err.strip().count("\n") == 0 and "bad.pt" in err
 
 
 def _run(args: list[str], **kwargs) -> subprocess.Popen:

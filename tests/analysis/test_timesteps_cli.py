@@ -18,7 +18,8 @@ def run(tmp_path_factory):
 
 
 def test_timesteps_csv_matches_training_metrics_at_the_training_T(run, tmp_path, capsys):
-    assert main([str(run / "last.pt"), "--T", "1", "4", "8", "--out", str(tmp_path)]) == 0
+    argv = [str(run / "last.pt"), "--T", "1", "4", "8", "--split", "test"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "timesteps.csv")
     assert list(table["T"]) == [1, 4, 8] and (table.train_T == 4).all()
     at_train = table[table["T"] == 4].iloc[0]
@@ -32,9 +33,11 @@ def test_timesteps_csv_matches_training_metrics_at_the_training_T(run, tmp_path,
 def test_timesteps_bad_input(tmp_path):
     script = [sys.executable, str(REPO / "analysis" / "timesteps.py")]
     result = subprocess.run([*script, str(tmp_path / "none.pt")], capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "checkpoint not found" in result.stderr
-    assert main([str(tmp_path / "none.pt"), "--T", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "none.pt"), "--T", "0"])
+    assert exit_info.value.code == 2
 
 
 def test_amp_and_channels_last_train_on_cpu(tmp_path):
