@@ -183,7 +183,7 @@ def density(
     )
 
 
-def _surface(p: Problem, directions: list, grid: Grid, metadata: dict, metrics, centre=None):
+def _surface(p: Problem, directions: list, grid: Grid, metadata: dict, metrics) -> Surface:
     """Evaluate the grid; every metric is a batch mean turned into the batch sum the engine adds."""
     means = {"loss": p.criterion, **(metrics or {})}
 
@@ -195,7 +195,6 @@ def _surface(p: Problem, directions: list, grid: Grid, metadata: dict, metrics, 
         directions,
         p.batches,
         sums,
-        centre=centre,
         dtype=p.dtype,
         device=p.device,
         reset=p.reset if p.reset else False,

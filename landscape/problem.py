@@ -85,7 +85,7 @@ def make_problem(model, criterion, data, loss_fn, reset: Reset, dtype, device) -
     user_reset = None if hook is None else (lambda _module: hook(model))  # always the user's model
     batches = _as_batches(data)
     if (criterion is None) == (loss_fn is None):
-        raise ValueError("give either criterion (with (x, y) batches) or loss_fn, not both")
+        raise ValueError("give exactly one of criterion (with (x, y) batches) and loss_fn")
     if loss_fn is None:
         return Problem(model, criterion, [tuple(b) for b in batches], user_reset, dtype, device)
     batches = [_cast(batch, dtype, device) for batch in batches]
@@ -98,6 +98,7 @@ def make_problem(model, criterion, data, loss_fn, reset: Reset, dtype, device) -
 
 
 def build_objective(p: Problem) -> Objective:
+    """The :class:`~landscape.objective.Objective` of the problem, with its reset."""
     return Objective(
         p.module,
         p.criterion,
