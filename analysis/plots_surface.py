@@ -41,7 +41,9 @@ def _axis_labels(surface: Surface) -> tuple[str, str]:
 
 
 def _title(surface: Surface) -> str:
-    model = surface.metadata.get("model", {})
+    if "model" not in surface.metadata:  # a surface of the Python API: no training run behind it
+        return str(surface.metadata.get("title", "loss surface"))
+    model = surface.metadata["model"]
     method = str(model.get("method", "")).upper()
     return f"{method} minimum ({model.get('name', '')}, T={model.get('T', '?')})"
 

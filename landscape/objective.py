@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from landscape.params import unflatten
+from landscape.reset import Reset, resolve_reset
 
 __all__ = ["eval_mode", "Objective", "LossFn", "HVP_METHODS", "double_backward"]
 
@@ -80,12 +81,17 @@ class Objective:
         dtype: Floating dtype of parameters, buffers and inputs (default: the model's).
         device: Device (default: the model's).
         use_eval_mode: Run the forward in eval mode (BatchNorm running statistics, no dropout).
-        before_forward: Hook called with the model before every forward, e.g. a neuron-state reset
-            such as ``spikingjelly.activation_based.functional.reset_net``.
+        before_forward: Hook called with the model before every forward (the older name of
+            ``reset``; give one of the two).
+        reset: Neuron-state reset called with the model before every forward: a callable, ``None``
+            (automatic, see :func:`resolve_reset`: SpikingJelly's ``reset_net``, or ``reset()`` of
+            the submodules that have one) or ``False`` (none). Stateful neurons that are not
+            reset carry their state from one forward into the next and silently change the loss.
         hvp_method: ``"double_backward"`` or ``"forward_over_reverse"``.
 
     Raises:
-        ValueError: On empty batches, unknown parameter names or an unknown ``hvp_method``.
+        ValueError: On empty batches, unknown parameter names, an unknown ``hvp_method`` or both
+            ``before_forward`` and ``reset``.
     """
 
     def __init__(
@@ -99,8 +105,13 @@ class Objective:
         device: torch.device | str | None = None,
         use_eval_mode: bool = True,
         before_forward: Callable[[nn.Module], None] | None = None,
+        reset: Reset = None,
         hvp_method: str = "double_backward",
     ) -> None:
+        if before_forward is not None and reset is not None:
+            raise ValueError("give before_forward or reset, not both")
+        if before_forward is None:
+            before_forward = resolve_reset(model, reset)
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method must be one of {HVP_METHODS}, got {hvp_method!r}")
         reference = next(iter(model.parameters()), None)

@@ -47,6 +47,7 @@ from landscape.input_cache import (
     probe_input_layer,
 )
 from landscape.objective import eval_mode
+from landscape.reset import Reset, resolve_reset
 from landscape.store import Grid, SurfaceStore, iter_surface
 from landscape.surface_io import Surface, load_surface, load_surface_frame, save_surface
 
@@ -92,6 +93,9 @@ class SurfaceEvaluator:
             by memory traffic and stacking measured no faster.
         dtype: Floating dtype of parameters, buffers and inputs (default: the model's).
         device: Device (default: the model's).
+        reset: Neuron-state reset called with the model before every forward (probe forwards
+            included): a callable, ``None`` (automatic, :func:`landscape.reset.resolve_reset`) or
+            ``False`` (none).
 
     Raises:
         ValueError: On unknown direction names, misshaped tensors, empty batches or bad modes.
@@ -114,8 +118,10 @@ class SurfaceEvaluator:
         points_per_forward: int | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
+        reset: Reset = None,
     ) -> None:
         reference = next(iter(model.parameters()))
+        self._reset_hook = resolve_reset(model, reset)
         self.dtype, self.device = dtype or reference.dtype, torch.device(device or reference.device)
         self.model, self.metrics_fn, self.observer = model, metrics_fn, observer
         self.use_channels_last = use_channels_last
@@ -168,6 +174,7 @@ class SurfaceEvaluator:
     def input_layer(self) -> str | None:
         """Name of the cached input layer (None: no cache); probes the model on first use."""
         if self._layer is False:
+            self._reset()
             self._layer = (
                 probe_input_layer(self.model, self._centre, self._batches[0][0][:2])
                 if self.use_input_cache
@@ -186,13 +193,19 @@ class SurfaceEvaluator:
                     tensors[name] = tensors[name] + c * d
         return tensors
 
+    def _reset(self) -> None:
+        if self._reset_hook is not None:
+            self._reset_hook(self.model)
+
     def _cache(self, x: Tensor, batch_size: int) -> InputCache | None:
         layer = self.input_layer
         if not layer:  # None, or "" (the model itself is the layer: nothing to cache around)
             return None
+        self._reset()
         return build_cache(self.model, layer, self._centre, self._directions, x, batch_size)
 
     def _forward(self, tensors: dict, x: Tensor, cache: InputCache | None, coords) -> Tensor:
+        self._reset()
         if self.use_compile:
             if self._compiled is None:
                 model = self.model
@@ -216,6 +229,7 @@ class SurfaceEvaluator:
         """One forward of ``K`` points side by side (see :mod:`landscape.stacked`)."""
         names = [n for n, t in tensors[0].items() if t.is_floating_point()]
         stacked = stacking.stack_tensors(tensors, names)
+        self._reset()
         with ExitStack() as stack:
             stack.enter_context(
                 stacking.stacked_layers(self.model, stacked, self.use_channels_last)
@@ -276,6 +290,7 @@ class SurfaceEvaluator:
                     tensors[f"{name}.num_batches_tracked"]
                 )
             for x in self._bn_batches:
+                self._reset()
                 functional_call(self.model, tensors, (x,))
         return {k: v for name in layers for k, v in tensors.items() if k.startswith(f"{name}.")}
 
