@@ -228,12 +228,9 @@ def test_modules_with_a_reset_method_are_reset(cnn_data):
 
 
 def _readme_blocks() -> list[str]:
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    if "## Python API" in text:
-        text = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    else:
-        text = (ROOT / "README_python_api.md").read_text()
+    text = (ROOT / "README.md").read_text()
+    assert "## Python API" in text, "README.md has no Python API section"
+    text = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
