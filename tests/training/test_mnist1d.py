@@ -147,7 +147,7 @@ def test_config_rejects_bad_mnist1d_settings():
 def test_cli_sequence_with_T_not_dividing_40_is_one_line_error(root, tmp_path):
     args = [*TINY, "--data-root", str(root), "--out", str(tmp_path), "--encoding", "sequence"]
     out = subprocess.run([*RUN, *args, "--T", "3"], env=ENV, capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2  # a usage error
     assert out.stderr.strip().splitlines() == [
         "error: encoding sequence needs T dividing the 40 MNIST-1D samples, got T=3"
     ]
