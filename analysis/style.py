@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from landscape.io import atomic_write  # noqa: E402
+
 __all__ = ["COLORS", "LABELS", "apply_style", "save_figure", "color"]
 
 # Okabe-Ito palette: SDT blue, TET vermillion everywhere.
@@ -31,13 +33,15 @@ def apply_style() -> None:
 
 
 def save_figure(figure, path: str | Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF (same stem); returns both paths."""
+    """Write ``path`` as PNG and PDF (same stem), each atomically; returns both paths."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in (".png", ".pdf"):
         target = path.with_suffix(suffix)
-        figure.savefig(target, bbox_inches="tight")
+        fmt = suffix[1:]
+        atomic_write(
+            target, lambda file, fmt=fmt: figure.savefig(file, format=fmt, bbox_inches="tight")
+        )
         written.append(target)
     plt.close(figure)
     return written
