@@ -95,12 +95,20 @@ def analysis_settings(root: Path) -> list[str]:
         record = _json(folder / name / "hessian.json")
         if record:
             s = record["settings"]
-            density = (f", SLQ {s['density_steps']} steps x {s['density_repeats']} probes"
-                       if s["density"] else "")  # fmt: skip
+            density = (
+                f", SLQ {s['density_steps']} steps x {s['density_repeats']} probes"
+                if s["density"]
+                else ""
+            )
+            trace = (
+                f"trace {s['trace']} with {s['num_matvecs']} products"
+                if s["trace"] not in (None, "none")
+                else "no trace"
+            )
             lines.append(
                 f"- {name}: {s['samples']} {s['split']} samples (seed {s['seed']}), "
                 f"{s['dtype']}, top-{s['top_k']} Lanczos to relative residual {s['tol']}, "
-                f"trace {s['trace']} with {s['num_matvecs']} products{density}"
+                f"{trace}{density}"
             )
     record = _json(folder / "sharpness" / "sharpness.json")
     if record:
