@@ -155,41 +155,54 @@ def _curvature(objective, settings: FlatnessSettings, measures) -> dict[str, tup
     return found
 
 
+def _timed(compute) -> tuple:
+    """Time ``compute() -> (value, stderr, products)``; add converged=True and the seconds."""
+    start = time.perf_counter()
+    value, stderr, products = compute()
+    return value, stderr, True, products, time.perf_counter() - start
+
+
 def _sharpness(objective, settings: FlatnessSettings) -> dict[str, tuple]:
     """epsilon-sharpness, adaptive worst case and adaptive average."""
-    found, start = {}, time.perf_counter()
-    eps = epsilon_sharpness(
-        objective,
-        settings.epsilon,
-        settings.epsilon_steps,
-        settings.ascent_step_fraction,
-        settings.generator("epsilon_sharpness"),
-    )
-    found["epsilon_sharpness"] = (eps.value, float("nan"), True, 2 * eps.num_gradients,
-                                  time.perf_counter() - start)  # fmt: skip
-    start = time.perf_counter()
-    worst = adaptive_worst_case(
-        objective,
-        settings.adaptive_rho,
-        settings.adaptive_p,
-        settings.adaptive_steps,
-        settings.ascent_step_fraction,
-        settings.eta,
-        generator=settings.generator("adaptive_worst"),
-    )
-    found["adaptive_worst"] = (worst.value, float("nan"), True, 2 * worst.num_gradients,
-                               time.perf_counter() - start)  # fmt: skip
-    start = time.perf_counter()
-    average = adaptive_average(
-        objective,
-        settings.average_rho,
-        settings.average_samples,
-        settings.eta,
-        generator=settings.generator("adaptive_average"),
-    )
-    found["adaptive_average"] = (average.value, average.stderr, True, average.num_samples,
-                                 time.perf_counter() - start)  # fmt: skip
-    return found
+    s = settings
+
+    def epsilon():
+        found = epsilon_sharpness(
+            objective,
+            s.epsilon,
+            s.epsilon_steps,
+            s.ascent_step_fraction,
+            s.generator("epsilon_sharpness"),
+        )
+        return found.value, float("nan"), 2 * found.num_gradients
+
+    def worst():
+        found = adaptive_worst_case(
+            objective,
+            s.adaptive_rho,
+            s.adaptive_p,
+            s.adaptive_steps,
+            s.ascent_step_fraction,
+            s.eta,
+            generator=s.generator("adaptive_worst"),
+        )
+        return found.value, float("nan"), 2 * found.num_gradients
+
+    def average():
+        found = adaptive_average(
+            objective,
+            s.average_rho,
+            s.average_samples,
+            s.eta,
+            generator=s.generator("adaptive_average"),
+        )
+        return found.value, found.stderr, found.num_samples
+
+    return {
+        "epsilon_sharpness": _timed(epsilon),
+        "adaptive_worst": _timed(worst),
+        "adaptive_average": _timed(average),
+    }
 
 
 def flatness_rows(

@@ -193,8 +193,7 @@ def load_input(
     Raises:
         training.errors.ToolkitError: On a missing or unreadable checkpoint or dataset.
     """
-    check_checkpoint(path)
-    model, config = checkpoints.load(path, device)
+    model, config = checkpoints.from_raw(check_checkpoint(path), path, device)
     x, y, record = _select(config, data)
     loader = TensorLoader(x.to(device), y.to(device), data.batch_size)
     return EvalInput(Path(path), model, config, loader, list(loader.batches()), record)

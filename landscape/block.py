@@ -21,7 +21,7 @@ from torch import Tensor
 from landscape.operators import LinearOperator, random_vectors
 from landscape.results import EigenResult
 
-__all__ = ["block_top_eigenvalues", "select", "warn_unconverged"]
+__all__ = ["block_top_eigenvalues", "orthogonalize", "select", "warn_unconverged"]
 
 
 def select(theta: Tensor, which: str, k: int) -> Tensor:
@@ -48,8 +48,9 @@ def warn_unconverged(residuals: Tensor, tol: float, max_steps: int, stacklevel: 
         )
 
 
-def _orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
-    for _ in range(2):  # "twice is enough"
+def orthogonalize(W: Tensor, basis: Tensor) -> Tensor:
+    """``W`` (a vector ``[n]`` or a block ``[n, b]``) minus its part in the rows of ``basis``."""
+    for _ in range(2):  # "twice is enough" (Parlett; Giraud et al. 2005)
         W = W - basis.T @ (basis @ W)
     return W
 
@@ -63,7 +64,7 @@ def _next_block(W: Tensor, basis: Tensor, scale: float, generator) -> tuple[Tens
     B[deficient] = 0  # an invariant subspace: continue from fresh random directions
     fresh = torch.randn(W.shape[0], int(deficient.sum()), generator=generator, dtype=torch.float64)
     kept = torch.cat([basis, Q[:, ~deficient].T])
-    fresh = _orthogonalize(fresh.to(W.device, W.dtype), kept)
+    fresh = orthogonalize(fresh.to(W.device, W.dtype), kept)
     Q[:, deficient] = torch.linalg.qr(fresh)[0]
     return Q, B, True
 
@@ -105,7 +106,7 @@ def block_top_eigenvalues(
         basis = torch.cat([basis, Q.T])  # [m, n]
         W = operator @ Q  # [n, b]: one batched pass
         A_j = Q.T @ W
-        W = _orthogonalize(W, basis)
+        W = orthogonalize(W, basis)
         scale = max(scale, A_j.abs().max().item(), W.norm(dim=0).max().item())
         Q, B, _ = _next_block(W, basis, scale, generator)
         T = _extend(T, (A_j + A_j.T).to(torch.float64) / 2, B_prev)

@@ -17,7 +17,8 @@ import math
 import torch
 from torch import Tensor
 
-from landscape.lanczos import _orthogonalize, _unit_random
+from landscape.block import orthogonalize
+from landscape.lanczos import _unit_random
 from landscape.operators import LinearOperator, random_vectors, require_symmetric
 from landscape.results import DensityResult
 
@@ -91,7 +92,7 @@ def _lanczos_block(
         rows = []
         for r, (basis, q, w) in enumerate(zip(bases, Q, W)):
             alpha = torch.dot(q, w).item()
-            w = _orthogonalize(w, basis)
+            w = orthogonalize(w, basis)
             beta = w.norm().item()
             scales[r] = max(scales[r], abs(alpha), beta)
             is_breakdown = beta <= 100 * torch.finfo(operator.dtype).eps * scales[r]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from landscape.block import block_top_eigenvalues, select, warn_unconverged
+from landscape.block import block_top_eigenvalues, orthogonalize, select, warn_unconverged
 from landscape.operators import LinearOperator, random_vectors, require_symmetric
 from landscape.results import EigenResult
 
@@ -56,15 +56,9 @@ class LanczosState:
         return torch.diag(self.alphas) + torch.diag(off, 1) + torch.diag(off, -1)
 
 
-def _orthogonalize(w: Tensor, basis: Tensor) -> Tensor:
-    for _ in range(2):  # "twice is enough" (Parlett; Giraud et al. 2005)
-        w = w - basis.T @ (basis @ w)
-    return w
-
-
 def _unit_random(operator: LinearOperator, generator: torch.Generator | None, basis: Tensor):
     vector = random_vectors(operator.shape[0], None, "gaussian", generator, operator)
-    vector = _orthogonalize(vector, basis) if basis.shape[0] else vector
+    vector = orthogonalize(vector, basis) if basis.shape[0] else vector
     return vector / vector.norm()
 
 
@@ -101,7 +95,7 @@ def lanczos(
         basis = torch.cat([basis, q[None]])  # [step, n]
         w = operator @ q
         alpha = torch.dot(q, w).item()
-        w = _orthogonalize(w, basis)  # removes alpha q and beta q_prev too, to rounding
+        w = orthogonalize(w, basis)  # removes alpha q and beta q_prev too, to rounding
         beta = w.norm().item()
         alphas.append(alpha)
         betas.append(beta)

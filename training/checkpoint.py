@@ -30,6 +30,7 @@ from training import models
 from training.errors import CheckpointError
 
 __all__ = [
+    "from_raw",
     "FORMAT_VERSION",
     "save",
     "load",
@@ -133,7 +134,7 @@ def load_raw(path: str | Path, map_location: str | torch.device = "cpu") -> dict
         TypeError,
         IndexError,
         AttributeError,
-    ) as error:  # fmt: skip  (a text file: KeyError 105)
+    ) as error:  # a text file raises KeyError 105
         reason = (
             str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         )
@@ -210,7 +211,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Modul
     Raises:
         CheckpointError: See :func:`load_raw`; also when the weights do not fit the model.
     """
-    checkpoint = load_raw(path)
+    return from_raw(load_raw(path), path, device)
+
+
+def from_raw(
+    checkpoint: dict, path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
+    """:func:`load` of a checkpoint dict already read by :func:`load_raw` (``path`` names it)."""
     spec = checkpoint["model"]
     try:
         model = models.build(spec["name"], **spec["kwargs"])

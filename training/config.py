@@ -125,14 +125,18 @@ class TrainConfig:
             (self.upsample >= 1, f"upsample must be >= 1, got {self.upsample}"),
             (self.stats_samples >= 1, f"stats_samples must be >= 1, got {self.stats_samples}"),
             (self.save_every >= 0, f"save_every must be >= 0 (0: off), got {self.save_every}"),
-            (self.steps_per_epoch >= 0, f"steps_per_epoch must be >= 0 (0: all), got "
-             f"{self.steps_per_epoch}"),  # fmt: skip
+            (
+                self.steps_per_epoch >= 0,
+                f"steps_per_epoch must be >= 0 (0: all), got {self.steps_per_epoch}",
+            ),
             (0 <= self.tau <= 1, f"tau (leak factor) must be in [0, 1], got {self.tau}"),
             (self.v_threshold > 0, f"v_threshold must be > 0, got {self.v_threshold}"),
             (alpha is None or alpha > 0, f"surrogate_alpha must be > 0, got {alpha}"),
             (width is None or width > 0, f"width must be > 0, got {width}"),
-            (_is_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got "
-             f"{self.device!r}"),  # fmt: skip
+            (
+                _is_device(self.device),
+                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+            ),
             (self.switch_to_tet_at >= 0, "switch_to_tet_at must be >= 0"),
             (
                 not self.switch_to_tet_at or self.method == "sdt",

@@ -95,13 +95,23 @@ class MomentumTracker:
 
 
 _BOARD_GROUPS = (
-    ("loss", ("train_loss", "train_l_sdt", "train_l_tet", "train_eval_l_sdt", "train_eval_l_tet",
-              "test_l_sdt", "test_l_tet")),
+    (
+        "loss",
+        (
+            "train_loss",
+            "train_l_sdt",
+            "train_l_tet",
+            "train_eval_l_sdt",
+            "train_eval_l_tet",
+            "test_l_sdt",
+            "test_l_tet",
+        ),
+    ),
     ("accuracy", ("train_acc", "train_eval_acc", "test_acc")),
     ("spikes", ("firing_rate",)),
     ("gradient", ("grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos")),
     ("schedule", ("lr",)),
-)  # fmt: skip
+)
 
 
 def check_tensorboard() -> None:

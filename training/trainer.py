@@ -249,8 +249,13 @@ def _epoch_line(row: dict, epochs: int) -> str:
 def _run_epochs(run: RunState, board) -> None:
     config, dist = run.config, run.dist
     interactive = run.progress and dist.is_main and sys.stderr.isatty()
-    epochs = tqdm(range(run.start, config.epochs), run.run_dir.name, initial=run.start,
-                  total=config.epochs, disable=not interactive)  # fmt: skip
+    epochs = tqdm(
+        range(run.start, config.epochs),
+        run.run_dir.name,
+        initial=run.start,
+        total=config.epochs,
+        disable=not interactive,
+    )
     for epoch in epochs:
         run.history.append(_epoch(run, epoch))
         _finish_epoch(run, epoch)
