@@ -1,6 +1,6 @@
 """The full evidence on both benchmarks: paired SDT/TET seeds, flatness, population, STUDY.md.
 
-Trains (``training/run.py`` subprocesses, one thread each, ``--jobs`` at a time) the paired runs
+Trains (``training/run.py`` subprocesses, one thread each, two at a time) the paired runs
 of digits and MNIST-1D and the MNIST-1D population, measures the flatness of every final
 checkpoint (``analysis/flatness.py``), then writes the paired claims tables, the population
 Kendall table, three figures (PNG, PDF, CSV) and STUDY.md into ``--figures``. Every job is skipped
@@ -35,7 +35,11 @@ from training.config import ArgumentParser  # noqa: E402
 
 
 def run_jobs(jobs: list[Job], parallel: int, log) -> bool:
-    """Run the jobs not done yet, ``parallel`` at a time; True when all succeeded."""
+    """Run the jobs not done yet, ``parallel`` at a time; True when all succeeded.
+
+    After the first failure no new job starts (the running ones finish), so a broken setup costs
+    one job, not the whole list; running the study again retries from there.
+    """
     pending = [job for job in jobs if not job.done.exists()]
     running, ok = [], True
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -53,7 +57,7 @@ def run_jobs(jobs: list[Job], parallel: int, log) -> bool:
             running.remove((job, process))
             if process.returncode != 0:
                 log(f"FAILED ({process.returncode}): {job.name}")
-                ok = False
+                ok, pending = False, []
             elif job.marker:
                 job.done.parent.mkdir(parents=True, exist_ok=True)
                 job.done.write_text("ok\n")

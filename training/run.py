@@ -18,9 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.config import (
+import torch  # noqa: E402
+
+from training.config import (  # noqa: E402
     ArgumentParser,
     TrainConfig,
     add_config_args,
