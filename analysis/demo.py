@@ -1,8 +1,10 @@
 """The whole chain on the offline default: train -> analyse -> figures -> report.
 
 Trains SDT and TET on the digits default for 3 seeds (plus the short switch, time-step and TIT
-runs the figures need), runs the Hessian, surface, sharpness and momentum analyses, writes every
-figure and figures/REPORT.md. Every stage is skipped when its outputs exist, so running the
+runs the figures need), runs the Hessian, surface, sharpness and momentum analyses, runs the
+evidence study on digits and MNIST-1D at demo scale (4 paired seeds instead of the full study's
+10, 8 population runs instead of 72: figures/study-demo/STUDY.md), writes every figure and
+figures/REPORT.md. Every stage is skipped when its outputs exist, so running the
 command again resumes where it stopped (training itself resumes inside a run).
 """
 
@@ -228,6 +230,22 @@ def analysis_stages(runs: Path, scale: Scale = Scale()) -> list[Stage]:
     ]
 
 
+def study_stage(runs: Path, figures: Path, tiny: bool) -> Stage:
+    """The evidence study on both benchmarks at a reduced scale (``make study`` runs it in full).
+
+    Demo scale: 4 paired seeds per method on digits and MNIST-1D and 8 population runs, against
+    10 seeds and 72 runs in the full study; its STUDY.md says so.
+    """
+    scale, out = ("tiny" if tiny else "demo"), figures / "study-demo"
+    argv = ["--runs", str(runs / "study"), "--figures", str(out), "--scale", scale]
+    argv += ["--data-root", str(runs / "data")] if tiny else []  # tests leave no data behind
+    return Stage(
+        f"evidence study at {scale} scale (digits and MNIST-1D, fewer seeds than make study)",
+        (out / "STUDY.md",),
+        _analysis("study", argv),
+    )
+
+
 def _mark(folder: Path, code: int) -> int:
     if code == 0:
         (folder / "done").write_text("ok\n")
@@ -267,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     scale = TINY if args.tiny else Scale()
     stages = training_stages(runs, scale)
-    total = len(stages) + len(analysis_stages(runs, scale)) + 2  # + figures and report
+    study = study_stage(runs, figures, args.tiny)
+    total = len(stages) + len(analysis_stages(runs, scale)) + 3  # + study, figures and report
     # analyses are built after training, so that they see the trained runs
-    for number, stage in enumerate(_stream(stages, lambda: analysis_stages(runs, scale)), 1):
+
+    def later() -> list[Stage]:
+        return [*analysis_stages(runs, scale), study]
+
+    for number, stage in enumerate(_stream(stages, later), 1):
         tag = f"[demo {number}/{total}] {stage.name}"
         if all(path.exists() for path in stage.outputs):
             print(f"{tag}: done, skipped", file=sys.stderr)

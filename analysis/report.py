@@ -129,6 +129,26 @@ def analysis_settings(root: Path) -> list[str]:
     return lines or ["- no analysis results found"]
 
 
+def study_links(figures: Path) -> list[str]:
+    """Where the decisive evidence is: the paired study reports next to this one, if written."""
+    found = [
+        f"- [{name}]({name}): {what}"
+        for name, what in (
+            ("STUDY.md", "the full study (`make study`): 10 paired seeds per benchmark, the "
+             "MNIST-1D population"),
+            ("study-demo/STUDY.md", "the same study at demo scale (`make demo`): 4 paired seeds"),
+        )
+        if (figures / name).exists()
+    ]  # fmt: skip
+    if not found:
+        return []
+    return ["## Deciding the claims", "",
+            "The table above uses 3 seeds on digits and a two-standard-error rule, which cannot "
+            "tell 'no difference' from 'too little data'. The paired study (digits and MNIST-1D, "
+            "confidence intervals, sign-flip p-values, equivalence margins, flatness in "
+            "normalized coordinates) decides:", "", *found]  # fmt: skip
+
+
 def render(root: Path, figures: Path) -> str:
     """The report text."""
     table, runs = artifacts.run_table(root), main_runs(find_runs(root))
@@ -167,6 +187,7 @@ def render(root: Path, figures: Path) -> str:
             f"| {v.claim} | {v.evidence} | {v.difference:.4g} | {2 * v.stderr:.2g} | "
             f"**{v.verdict}** |"
         )
+    lines += ["", *study_links(figures)]
     lines += ["", "## Analysis settings", "", *analysis_settings(root)]
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name}.png)" for name in FIGURES if (figures / f"{name}.png").exists()]

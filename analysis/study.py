@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +98,24 @@ def _tables(root: Path):
     return paired, frames, population
 
 
+_PER_RUN = ("seed", "method", "data_root", "device", "init_from", "switch_to_tet_at")
+
+
+def _training_settings(folder: Path) -> dict:
+    """The config every paired run of a benchmark shares (fields that vary per run dropped)."""
+    found = sorted(folder.glob("*/config.json"))
+    if not found:
+        return {}
+    config = json.loads(found[0].read_text())
+    return {k: v for k, v in config.items() if k not in _PER_RUN}
+
+
+def _flatness_settings(folder: Path) -> dict:
+    """The settings ``analysis/flatness.py`` recorded (the same for every part)."""
+    found = sorted(folder.glob("*/part*/flatness.json"))
+    return json.loads(found[0].read_text())["settings"] if found else {}
+
+
 def write_outputs(root: Path, figures: Path, scale) -> list[str]:
     """Tables, figures and STUDY.md from the saved artifacts; returns the figure names."""
     paired, frames, population = _tables(root)
@@ -129,7 +148,9 @@ def write_outputs(root: Path, figures: Path, scale) -> list[str]:
         .strip()
         .replace("\n", " "),
     }  # noqa
-    atomic_write_text(figures / "STUDY.md", render(paired, taus, settings, names))
+    configs = {b: _training_settings(root / b) for b in BENCHMARKS}
+    text = render(paired, taus, settings, names, configs, _flatness_settings(root / "flatness"))
+    atomic_write_text(figures / "STUDY.md", text)
     return names
 
 

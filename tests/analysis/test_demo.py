@@ -1,5 +1,7 @@
-"""The whole chain at a tiny scale: every figure and the report, then a rerun that skips all."""
+"""The whole chain at a tiny scale: every figure, the study and the report, then a rerun that
+skips all (the study's own resume included)."""
 
+import pandas as pd
 import pytest
 
 from analysis.demo import main
@@ -15,6 +17,17 @@ def test_tiny_demo_produces_every_figure_and_resumes_without_work(tmp_path, caps
             assert (figures / f"{name}{suffix}").is_file(), f"{name}{suffix} missing"
     report = (figures / "REPORT.md").read_text()
     assert "| TET finds flatter minima |" in report and "**" in report
+    assert "[study-demo/STUDY.md](study-demo/STUDY.md)" in report
+    study = figures / "study-demo"
+    paired = pd.read_csv(study / "study_paired.csv")
+    assert set(paired.benchmark) == {"digits", "mnist1d"}
+    assert {"test_acc", "acc_gap", "lambda_max/l_sdt", "adaptive_worst/l_tet"} <= set(paired.metric)
+    assert len(pd.read_csv(study / "study_population.csv")) == 14  # 7 measures x 2 losses
+    text = (study / "STUDY.md").read_text()
+    assert "## Paired claims: mnist1d" in text and "Kendall tau" in text
+    assert "Scale `tiny`" in text and "reduced run" in text
+    for name in ("study_tau", "study_per_step", "study_paired"):
+        assert (study / f"{name}.png").exists() and (study / f"{name}.csv").exists()
     checkpoints = {p: p.stat().st_mtime_ns for p in runs.glob("*/last.pt")}
     capsys.readouterr()
 

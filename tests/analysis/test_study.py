@@ -1,4 +1,4 @@
-"""The evidence study: design, tables on hand-made runs, and the command end to end (tiny)."""
+"""The evidence study: design, tables and report on hand-made runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis import study_results
-from analysis.study import main
+from analysis.study_report import render
 from analysis.study_design import MARGINS, SCALES, margin_for, population_cells
 
 
@@ -39,17 +39,19 @@ def test_paired_and_population_tables_on_hand_made_runs():
     assert taus.tau.iloc[0] == pytest.approx(1.0)
 
 
-def test_tiny_study_end_to_end(tmp_path):
-    runs, figures = tmp_path / "runs", tmp_path / "figures"
-    argv = ["--runs", str(runs), "--figures", str(figures), "--scale", "tiny",
-            "--data-root", str(tmp_path / "data")]  # fmt: skip
-    assert main(argv) == 0
-    paired = pd.read_csv(figures / "study_paired.csv")
-    assert set(paired.benchmark) == {"digits", "mnist1d"}
-    assert {"test_acc", "acc_gap", "lambda_max/l_sdt", "adaptive_worst/l_tet"} <= set(paired.metric)
-    assert len(pd.read_csv(figures / "study_population.csv")) == 14  # 7 measures x 2 losses
-    text = (figures / "STUDY.md").read_text()
-    assert "## Paired claims: mnist1d" in text and "Kendall tau" in text
-    for name in ("study_tau", "study_per_step", "study_paired"):
-        assert (figures / f"{name}.png").exists() and (figures / f"{name}.csv").exists()
-    assert main(argv) == 0  # resumes: every job is skipped
+def test_report_states_scale_references_and_every_setting():
+    rows = [{"method": m, "seed": s, "test_acc": 0.95 + 0.01 * (m == "tet") + 0.002 * s,
+             "acc_gap": 0.02, "loss_gap": 0.1}
+            for m in ("sdt", "tet") for s in range(4)]  # fmt: skip
+    paired = {"mnist1d": study_results.paired_table(pd.DataFrame(rows))}
+    settings = {"scale": "demo", "seeds": 4, "population_runs": 8}
+    configs = {"mnist1d": {"model": "mnist1d_snn", "T": 4}}
+    text = render(paired, pd.DataFrame(), settings, [], configs, {"rho": 0.05})
+    assert "This is a reduced run with fewer seeds" in text
+    assert "SDT 95.3 %, TET 96.3 %" in text and "CNN 94 %" in text
+    assert "model: mnist1d_snn" in text and "rho: 0.05" in text and "configs/README.md" in text
+    settings["scale"] = "full"
+    assert "reduced run" not in render(paired, pd.DataFrame(), settings, [])
+
+
+# The study end to end (tiny scale, resume included) runs inside tests/analysis/test_demo.py.
