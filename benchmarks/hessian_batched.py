@@ -80,6 +80,22 @@ def product_speedup(operator: HessianOperator, k: int, repeats: int, device: str
     return single / batched
 
 
+def profile_products(operator: HessianOperator, k: int, rows: int = 8) -> None:
+    """Where the time goes: the top operators by self CPU time, ``k`` single products against one
+    block of ``k`` (the evidence for why batching does or does not pay on this device)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    V = torch.randn(operator.shape[0], k, generator=torch.Generator().manual_seed(0))
+    V = V.to(operator.device, operator.dtype)
+    operator.matmat(V)  # warm-up
+    for name, function in (("single", lambda: [operator @ c for c in V.T]),
+                           ("batched", lambda: operator.matmat(V))):  # fmt: skip
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            function()
+        print(f"-- profile, {name} (k={k}), top {rows} by self CPU time")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def command_work(objective: Objective, batched: bool, block_size: int, args) -> tuple[float, dict]:
     """The Hessian command's default work on one operator: (seconds, record)."""
     _sync(args.device)
@@ -111,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--threads", type=int, default=2, help="torch threads on the CPU (default: 2)")
     add("--device", default="cpu")
     add("--skip-command", action="store_true", help="only the product benchmark")
+    add("--profile", action="store_true", help="also profile single against batched products")
     add("--dry-run", action="store_true", help="tiny settings (smoke test)")
     return parser
 
@@ -131,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     speedup = product_speedup(HessianOperator(objective), args.k, args.repeats, args.device)
     print(f"batched HVP speedup (k={args.k}): {speedup:.2f}")
+    if args.profile:
+        profile_products(HessianOperator(objective), args.k)
     if args.skip_command:
         return 0
     runs = {
