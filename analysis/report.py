@@ -136,7 +136,8 @@ def study_links(figures: Path) -> list[str]:
         for name, what in (
             ("STUDY.md", "the full study (`make study`): 10 paired seeds per benchmark, the "
              "MNIST-1D population"),
-            ("study-demo/STUDY.md", "the same study at demo scale (`make demo`): 4 paired seeds"),
+            ("study-demo/STUDY.md", "the same study at demo scale (`make demo`): 4 paired seeds "
+             "on MNIST-1D, 10 epochs"),
         )
         if (figures / name).exists()
     ]  # fmt: skip

@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import plots_study, study_results  # noqa: E402
 from analysis.common import write_csv  # noqa: E402
-from analysis.study_design import BENCHMARKS, SCALES, Job, flatness_jobs  # noqa: E402
+from analysis.study_design import SCALES, Job, flatness_jobs  # noqa: E402
 from analysis.study_design import paired_jobs, population_jobs  # noqa: E402
 from analysis.study_report import render  # noqa: E402
 from analysis.style import save_figure  # noqa: E402
@@ -74,16 +74,16 @@ def _save(figure_and_data, figures: Path, name: str) -> str:
 
 def _flatness_jobs(root: Path, scale) -> list[Job]:
     jobs = []
-    for group, per_step in (*((b, True) for b in BENCHMARKS), ("population", False)):
+    for group, per_step in (*((b, True) for b in scale.benchmarks), ("population", False)):
         checkpoints = sorted((root / group).rglob("last.pt"))
         out = root / "flatness" / group
         jobs += flatness_jobs(group, checkpoints, out, scale, per_step, 6 if per_step else 12)
     return jobs
 
 
-def _tables(root: Path):
+def _tables(root: Path, benchmarks: tuple[str, ...]):
     paired, frames = {}, {}
-    for benchmark in BENCHMARKS:
+    for benchmark in benchmarks:
         frame = study_results.wide_frame(
             study_results.run_frame(root / benchmark),
             study_results.flatness_frame(root / "flatness" / benchmark),
@@ -118,7 +118,7 @@ def _flatness_settings(folder: Path) -> dict:
 
 def write_outputs(root: Path, figures: Path, scale) -> list[str]:
     """Tables, figures and STUDY.md from the saved artifacts; returns the figure names."""
-    paired, frames, population = _tables(root)
+    paired, frames, population = _tables(root, scale.benchmarks)
     taus = study_results.population_table(population)
     figures.mkdir(parents=True, exist_ok=True)
     names = []
@@ -148,7 +148,7 @@ def write_outputs(root: Path, figures: Path, scale) -> list[str]:
         .strip()
         .replace("\n", " "),
     }  # noqa
-    configs = {b: _training_settings(root / b) for b in BENCHMARKS}
+    configs = {b: _training_settings(root / b) for b in scale.benchmarks}
     text = render(paired, taus, settings, names, configs, _flatness_settings(root / "flatness"))
     atomic_write_text(figures / "STUDY.md", text)
     return names
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[study {time.perf_counter() - began:5.0f} s] {message}", file=sys.stderr)
 
-    training = [j for b in BENCHMARKS for j in paired_jobs(root, b, scale, args.data_root)]
+    training = [j for b in scale.benchmarks for j in paired_jobs(root, b, scale, args.data_root)]
     training += population_jobs(root, scale, args.data_root)
     if not run_jobs(training, scale.jobs, log) or not run_jobs(
         _flatness_jobs(root, scale), scale.jobs, log

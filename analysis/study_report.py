@@ -93,12 +93,16 @@ PROTOCOL = (
 
 def scale_banner(settings: dict) -> list[str]:
     """One paragraph saying how much this run is; a reduced run says that it is reduced."""
-    text = (f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method and "
-            f"benchmark, {settings['population_runs']} population runs.")  # fmt: skip
+    benchmarks = " and ".join(settings.get("benchmarks", ("digits", "mnist1d")))
+    text = (f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method on "
+            f"{benchmarks}, {settings['population_runs']} population runs on "
+            "MNIST-1D.")  # fmt: skip
     if settings["scale"] != "full":
-        text += (" This is a reduced run with fewer seeds than the full study (10 seeds, 72 "
-                 "population runs, `make study`), so its verdicts are weaker; `figures/STUDY.md` "
-                 "holds the full study.")  # fmt: skip
+        text += (" This is a reduced run with fewer seeds and epochs than the full study (10 "
+                 "seeds on digits and MNIST-1D at the committed settings, 72 population runs: "
+                 "`make study`), so its verdicts are weaker and, below 6 seeds, never more than "
+                 "'inconclusive' or 'equivalent'; `figures/STUDY.md` holds the full "
+                 "study.")  # fmt: skip
     return [text]
 
 

@@ -47,7 +47,9 @@ def test_report_states_scale_references_and_every_setting():
     settings = {"scale": "demo", "seeds": 4, "population_runs": 8}
     configs = {"mnist1d": {"model": "mnist1d_snn", "T": 4}}
     text = render(paired, pd.DataFrame(), settings, [], configs, {"rho": 0.05})
-    assert "This is a reduced run with fewer seeds" in text
+    assert (
+        "This is a reduced run with fewer seeds" in text and "population runs on MNIST-1D" in text
+    )
     assert "SDT 95.3 %, TET 96.3 %" in text and "CNN 94 %" in text
     assert "model: mnist1d_snn" in text and "rho: 0.05" in text and "configs/README.md" in text
     settings["scale"] = "full"
