@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["kendall_tau", "GranulatedTau", "granulated_kendall_tau", "kendall_table"]
+__all__ = ["kendall_tau", "kendall_p_value", "GranulatedTau", "granulated_kendall_tau",
+           "kendall_table"]  # fmt: skip
 
 
 def kendall_tau(measure: Sequence[float], gap: Sequence[float]) -> float:
@@ -78,6 +79,15 @@ class GranulatedTau:
     num_groups: dict[str, int] = field(default_factory=dict)
     num_skipped: dict[str, int] = field(default_factory=dict)
     num_runs: int = 0
+
+
+def kendall_p_value(measure: Sequence[float], gap: Sequence[float]) -> float:
+    """Two-sided p-value of tau-b = 0 (``scipy.stats.kendalltau``: exact for small untied samples,
+    else the normal approximation); NaN where tau is undefined. Runs are not independent draws
+    from one distribution (they share a grid), so read it as a scale, not a test."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(np.asarray(measure, float), np.asarray(gap, float)).pvalue)
 
 
 def _columns(hyperparameters: Mapping[str, Sequence], n: int) -> dict[str, list]:

@@ -60,8 +60,10 @@ def per_step_figure(frame: pd.DataFrame):
             for loss, style in (("sdt", "--"), ("tet", ":")):
                 value = whole[whole["loss"] == loss].value.mean()
                 axis.axhline(value, color=palette[method], linestyle=style, linewidth=0.8)
-        axis.set(xlabel="time step t", ylabel=f"{measure} of L_t",
+        axis.set(xlabel="time step t (from 0)", ylabel=f"{measure} of L_t",
                  title=f"{measure} (dashed L_SDT, dotted L_TET)")  # fmt: skip
+        axis.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
+    figure.suptitle("MNIST-1D minima: curvature of each L_t = CE(O(t), y), mean and 95 % CI")
     figure.tight_layout()
     return figure, frame
 

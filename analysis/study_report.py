@@ -39,9 +39,10 @@ def population_markdown(table: pd.DataFrame) -> list[str]:
     if table.empty:
         return ["(no population at this scale)"]
     axes = [c for c in table.columns if c.startswith("tau_")]
-    lines = ["| measure | tau | psi | " + " | ".join(axes) + " |", "|---" * (3 + len(axes)) + "|"]
+    lines = ["| measure | tau | p (tau = 0) | psi | " + " | ".join(axes) + " |",
+             "|---" * (4 + len(axes)) + "|"]  # fmt: skip
     for _, r in table.iterrows():
-        cells = [_number(r[c]) for c in ("tau", "psi", *axes)]
+        cells = [_number(r[c]) for c in ("tau", "p_value", "psi", *axes)]
         lines.append(f"| {r.measure} | " + " | ".join(cells) + " |")
     return lines
 
@@ -55,10 +56,12 @@ def summary(paired: dict[str, pd.DataFrame], population: pd.DataFrame) -> list[s
         counts = table.verdict.value_counts().to_dict()
         flat = table[table.metric.str.contains("/l_")]
         held = sorted(flat[flat.verdict == "holds"].metric)
+        opposite = sorted(flat[flat.verdict == "opposite"].metric)
         lines.append(
             f"- {benchmark}: {len(table)} paired metrics; verdicts "
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-            + f". Flatness measures where 'TET lower' holds: {held or 'none'}."
+            + f". Flatness measures where 'TET lower' holds: {held or 'none'}; where the "
+            f"opposite holds (TET sharper): {opposite or 'none'}."
         )  # noqa
         for metric in ("test_acc", "acc_gap"):
             row = table[table.metric == metric]
@@ -70,8 +73,9 @@ def summary(paired: dict[str, pd.DataFrame], population: pd.DataFrame) -> list[s
     if not population.empty:
         ranked = population.dropna(subset=["tau"]).sort_values("tau", key=abs, ascending=False)
         for _, r in ranked.head(3).iterrows():
-            lines.append(f"- population: {r.measure} has tau {_number(r.tau)} and psi "
-                         f"{_number(r.psi)} with the {r.gap} over {r.num_runs} runs.")  # fmt: skip
+            lines.append(f"- population: {r.measure} has tau {_number(r.tau)} (p "
+                         f"{_number(r.p_value)}) and psi {_number(r.psi)} with the {r.gap} over "
+                         f"{r.num_runs} runs.")  # fmt: skip
         positive = int((population.tau > 0).sum())
         lines.append(
             f"- population: {positive} of {len(population)} measures have tau > 0 "

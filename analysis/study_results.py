@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.claims import compare_paired
-from analysis.generalization import kendall_table
+from analysis.generalization import kendall_p_value, kendall_table
 from analysis.study_design import margin_for
 
 __all__ = ["AXES", "run_frame", "flatness_frame", "wide_frame", "paired_table",
@@ -114,8 +114,9 @@ def population_table(frame: pd.DataFrame, gap: str = "acc_gap") -> pd.DataFrame:
                           hyper, AXES)  # fmt: skip
     rows = []
     for measure, result in table.items():
-        row = {"measure": measure, "gap": gap, "tau": result.overall, "psi": result.psi,
-               "num_runs": result.num_runs}  # fmt: skip
+        p_value = kendall_p_value(frame[measure].tolist(), frame[gap].tolist())
+        row = {"measure": measure, "gap": gap, "tau": result.overall, "p_value": p_value,
+               "psi": result.psi, "num_runs": result.num_runs}  # fmt: skip
         row.update({f"tau_{axis}": result.per_axis[axis] for axis in AXES})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.generalization import granulated_kendall_tau, kendall_table, kendall_tau
+from analysis.generalization import (
+    granulated_kendall_tau,
+    kendall_p_value,
+    kendall_table,
+    kendall_tau,
+)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +101,10 @@ def test_granulated_tau_validation():
     single = granulated_kendall_tau([1, 2], [1, 2], {"A": [0, 1], "seed": [0, 1]}, axes=["A"])
     assert math.isnan(single.per_axis["A"]) and math.isnan(single.psi)
     assert single.num_groups["A"] == 0 and single.num_skipped["A"] == 2
+
+
+def test_kendall_p_value_exact_by_counting():
+    # n = 5, perfectly concordant: only 1 of the 5! orderings reaches |tau| = 1 on each side
+    assert kendall_p_value([1, 2, 3, 4, 5], [10, 20, 30, 40, 50]) == pytest.approx(2 / 120)
+    assert kendall_p_value([1, 2, 3, 4, 5], [50, 40, 30, 20, 10]) == pytest.approx(2 / 120)
+    assert math.isnan(kendall_p_value([1, 1, 1], [1, 2, 3]))
