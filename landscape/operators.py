@@ -149,7 +149,9 @@ class HessianOperator(LinearOperator):
         use_cached_graph: Keep the gradient graph alive so each product is one double-backward
             pass (about 1.5-2x faster; memory: all activations of all batches). Otherwise every
             product reruns forward and backward per batch.
-        batched: Batch the columns of a block (``False``: one product per column).
+        batched: Batch the columns of a block (``False``: one product per column; default: off
+            on the CPU, where a batched block of 16 measured 0.93x the per-product throughput of
+            single products on the digits SNN, on elsewhere).
         max_block: Most columns per batched pass (bounds the memory: about ``max_block`` times
             that of one product).
         block_size: Default block size of block solvers on this operator (default: 1 on the
@@ -167,13 +169,15 @@ class HessianOperator(LinearOperator):
         objective: Objective,
         params: Tensor | None = None,
         use_cached_graph: bool = True,
-        batched: bool = True,
+        batched: bool | None = None,
         max_block: int = 32,
         block_size: int | None = None,
     ) -> None:
         super().__init__(objective.num_params, objective.dtype, objective.device, True)
+        on_cpu = objective.device.type == "cpu"
+        batched = not on_cpu if batched is None else batched
         if block_size is None:
-            block_size = 1 if objective.device.type == "cpu" else 8
+            block_size = 1 if on_cpu else 8
         if min(max_block, block_size) < 1:
             raise ValueError(
                 f"max_block and block_size must be >= 1, got {max_block}, {block_size}"

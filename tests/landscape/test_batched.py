@@ -65,7 +65,8 @@ def test_block_equals_single_products(name, method, generator):
 def test_operator_matmat_counts_and_chunks(cached, generator):
     model, loss_fn, batches = _problems(generator)["digits_snn"]
     objective = Objective(model, loss_fn, batches)
-    operator = HessianOperator(objective, use_cached_graph=cached, max_block=2)
+    operator = HessianOperator(objective, use_cached_graph=cached, batched=True, max_block=2)
+    assert not HessianOperator(objective).batched  # the CPU default: one product per column
     V = torch.randn(objective.num_params, K, generator=generator, dtype=torch.float64)
     block = operator @ V  # 3 batched passes of <= 2 columns
     assert operator.num_matvecs == K
