@@ -173,14 +173,17 @@ def test_plain_epoch_lines_when_stderr_is_not_a_terminal(tmp_path):
 def test_ctrl_c_prints_one_line_and_leaves_a_resumable_run(tmp_path):
     # 6 epochs: the interrupt after the first leaves 5 to go, so a loaded machine still lands it
     args = ["--method", "tet", "--epochs", "6", "--quiet", "--out", str(tmp_path)]
-    process = subprocess.Popen([*RUN, *args], stderr=subprocess.PIPE, text=True)
+    # a user's shell delivers Ctrl-C to a process whose SIGINT is at its default, whatever this
+    # test process inherited (an ignored SIGINT would be inherited by the child)
+    reset = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen([*RUN, *args], stderr=subprocess.PIPE, text=True, preexec_fn=reset)
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / NAME / "last.pt").exists():
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     if process.returncode == 0:
-        pytest.skip("the run finished before the interrupt")
+        pytest.skip(f"the run finished before the interrupt (SIGINT here: {signal.getsignal(2)})")
     assert process.returncode == 130 and len(err.strip().splitlines()) == 1, err
     assert "interrupted" in err and not (tmp_path / NAME / ".lock").exists()
     assert main([*args, "--resume"]) == 0
