@@ -32,6 +32,10 @@ def apply_style() -> None:
     })  # fmt: skip
 
 
+# no creation date in the PDF, so the same data gives the same bytes
+_METADATA = {"png": {}, "pdf": {"CreationDate": None}}
+
+
 def save_figure(figure, path: str | Path) -> list[Path]:
     """Write ``path`` as PNG and PDF (same stem), each atomically; returns both paths."""
     path = Path(path)
@@ -40,7 +44,10 @@ def save_figure(figure, path: str | Path) -> list[Path]:
         target = path.with_suffix(suffix)
         fmt = suffix[1:]
         atomic_write(
-            target, lambda file, fmt=fmt: figure.savefig(file, format=fmt, bbox_inches="tight")
+            target,
+            lambda file, fmt=fmt: figure.savefig(
+                file, format=fmt, bbox_inches="tight", metadata=_METADATA[fmt]
+            ),
         )
         written.append(target)
     plt.close(figure)

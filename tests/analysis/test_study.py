@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import study_results
+from analysis import plots_study, study_results
 from analysis.study_report import render
+from analysis.style import save_figure
 from analysis.study_design import MARGINS, SCALES, margin_for, population_cells
 
 
@@ -57,3 +59,24 @@ def test_report_states_scale_references_and_every_setting():
 
 
 # The study end to end (tiny scale, resume included) runs inside tests/analysis/test_demo.py.
+
+
+def test_study_figures_are_byte_identical_when_redrawn(tmp_path):
+    # the strip plot jitters and the per-step bands bootstrap: both must be seeded, and the PDF
+    # must carry no creation date
+    differences = pd.DataFrame({"scaled": [0.1, -0.4, 0.3, 1.2], "metric": ["a", "a", "b", "b"],
+                                "benchmark": ["digits"] * 4})  # fmt: skip
+    table = pd.DataFrame({"metric": ["a", "b"], "benchmark": ["digits"] * 2, "ci_low": [-1.0, 0.0],
+                          "ci_high": [1.0, 2.0], "delta": [1.0, 1.0]})  # fmt: skip
+    steps = pd.DataFrame([{"run": f"r{s}{m}", "method": m, "seed": s, "loss": loss, "t": t,
+                           "measure": measure, "value": 1.0 + s + (t or 0) * (m == "sdt")}
+                          for s in range(4) for m in ("sdt", "tet") for measure in
+                          ("lambda_max", "trace") for loss, t in
+                          (("ce_t0", 0), ("ce_t1", 1), ("sdt", None), ("tet", None))])  # fmt: skip
+    drawn = []
+    for attempt in range(2):
+        np.random.seed(attempt)  # whatever the global state, the figures are the same
+        save_figure(plots_study.paired_figure(differences, table)[0], tmp_path / "paired.png")
+        save_figure(plots_study.per_step_figure(steps)[0], tmp_path / "steps.png")
+        drawn.append({p.name: p.read_bytes() for p in sorted(tmp_path.iterdir())})
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 4
