@@ -150,16 +150,14 @@ def _curvature(objective, settings: FlatnessSettings, measures) -> dict[str, tup
         if name in measures:
             operator = normalized if name.startswith("normalized_") else hessian
             estimate = _lambda_max if name.endswith("lambda_max") else _trace
-            start = time.perf_counter()
-            found[name] = (*estimate(operator, settings), time.perf_counter() - start)
+            found[name] = _timed(lambda: estimate(operator, settings))
     return found
 
 
 def _timed(compute) -> tuple:
-    """Time ``compute() -> (value, stderr, products)``; add converged=True and the seconds."""
+    """Time ``compute() -> (value, stderr, converged, products)``; add the seconds."""
     start = time.perf_counter()
-    value, stderr, products = compute()
-    return value, stderr, True, products, time.perf_counter() - start
+    return (*compute(), time.perf_counter() - start)
 
 
 def _sharpness(objective, settings: FlatnessSettings) -> dict[str, tuple]:
@@ -174,7 +172,7 @@ def _sharpness(objective, settings: FlatnessSettings) -> dict[str, tuple]:
             s.ascent_step_fraction,
             s.generator("epsilon_sharpness"),
         )
-        return found.value, float("nan"), 2 * found.num_gradients
+        return found.value, float("nan"), True, 2 * found.num_gradients
 
     def worst():
         found = adaptive_worst_case(
@@ -186,7 +184,7 @@ def _sharpness(objective, settings: FlatnessSettings) -> dict[str, tuple]:
             s.eta,
             generator=s.generator("adaptive_worst"),
         )
-        return found.value, float("nan"), 2 * found.num_gradients
+        return found.value, float("nan"), True, 2 * found.num_gradients
 
     def average():
         found = adaptive_average(
@@ -196,7 +194,7 @@ def _sharpness(objective, settings: FlatnessSettings) -> dict[str, tuple]:
             s.eta,
             generator=s.generator("adaptive_average"),
         )
-        return found.value, found.stderr, found.num_samples
+        return found.value, found.stderr, True, found.num_samples
 
     return {
         "epsilon_sharpness": _timed(epsilon),

@@ -67,6 +67,13 @@ def objective(
     return build_objective(make_problem(model, criterion, data, loss_fn, reset, dtype, device))
 
 
+def _hessian(model, criterion, data, loss_fn, reset, dtype, device) -> HessianOperator:
+    """The Hessian operator of the problem, as every curvature function takes it."""
+    return HessianOperator(
+        objective(model, criterion, data, loss_fn=loss_fn, reset=reset, dtype=dtype, device=device)
+    )
+
+
 def _seeded(result, seed: int):
     result.seed = int(seed)
     return result
@@ -111,9 +118,7 @@ def eigenvalues(
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {sorted(WHICH)}, got {which!r}")
-    operator = HessianOperator(
-        build_objective(make_problem(model, criterion, data, loss_fn, reset, dtype, device))
-    )
+    operator = _hessian(model, criterion, data, loss_fn, reset, dtype, device)
     generator = torch.Generator().manual_seed(seed)
     result = top_eigenvalues(
         operator,
@@ -145,9 +150,7 @@ def trace(
     Arguments as in :func:`eigenvalues`; ``num_matvecs`` Hessian-vector products, Rademacher
     probes from ``seed``. Returns a :class:`~landscape.results.TraceResult` with ``seed``.
     """
-    operator = HessianOperator(
-        build_objective(make_problem(model, criterion, data, loss_fn, reset, dtype, device))
-    )
+    operator = _hessian(model, criterion, data, loss_fn, reset, dtype, device)
     result = estimate_trace(operator, num_matvecs, method, torch.Generator().manual_seed(seed))
     return _seeded(result, seed)
 
@@ -173,9 +176,7 @@ def density(
     parameters) for each of ``num_repeats`` probes. Returns a
     :class:`~landscape.results.DensityResult` with ``seed``.
     """
-    operator = HessianOperator(
-        build_objective(make_problem(model, criterion, data, loss_fn, reset, dtype, device))
-    )
+    operator = _hessian(model, criterion, data, loss_fn, reset, dtype, device)
     num_steps = min(num_steps, operator.shape[0])
     generator = torch.Generator().manual_seed(seed)
     return _seeded(
@@ -364,8 +365,8 @@ def sharpness(
         :class:`~landscape.adaptive.AdaptiveWorstCase` or
         :class:`~landscape.adaptive.AdaptiveAverage`, each with ``seed`` (None without a draw).
     """
-    objective_ = build_objective(
-        make_problem(model, criterion, data, loss_fn, reset, dtype, device)
+    objective_ = objective(
+        model, criterion, data, loss_fn=loss_fn, reset=reset, dtype=dtype, device=device
     )
     generator = torch.Generator().manual_seed(seed)
     start = generator if random_start else None
