@@ -19,6 +19,7 @@ import torch
 from analysis import artifacts, verdicts
 from analysis.artifacts import MissingArtifact, find_runs, main_runs
 from analysis.claims import RULE, Verdict
+from analysis.study_design import SCALES
 from landscape.io import atomic_write_text
 from training.config import ArgumentParser
 
@@ -131,16 +132,15 @@ def analysis_settings(root: Path) -> list[str]:
 
 def study_links(figures: Path) -> list[str]:
     """Where the decisive evidence is: the paired study reports next to this one, if written."""
-    found = [
-        f"- [{name}]({name}): {what}"
-        for name, what in (
-            ("STUDY.md", "the full study (`make study`): 10 paired seeds per benchmark, the "
-             "MNIST-1D population"),
-            ("study-demo/STUDY.md", "the same study at demo scale (`make demo`): 4 paired seeds "
-             "on MNIST-1D, 10 epochs"),
-        )
-        if (figures / name).exists()
-    ]  # fmt: skip
+    full, demo = SCALES["full"], SCALES["demo"]
+    reports = {
+        "STUDY.md": f"the full study (`make study`): {full.seeds} paired seeds per benchmark, "
+        "the MNIST-1D population",
+        "study-demo/STUDY.md": f"the same study at demo scale (`make demo`): {demo.seeds} paired "
+        f"seeds on {' and '.join(demo.benchmarks)}, {demo.epochs['mnist1d']} epochs",
+    }
+    found = [f"- [{name}]({name}): {what}" for name, what in reports.items()
+             if (figures / name).exists()]  # fmt: skip
     if not found:
         return []
     return ["## Deciding the claims", "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.claims import PAIRED_RULE
-from analysis.study_design import MARGINS
+from analysis.study_design import BENCHMARKS, MARGINS, SCALES, population_cells
 
 __all__ = ["render", "summary", "paired_markdown", "population_markdown", "MNIST1D_REFERENCES",
            "settings_lines", "reference_lines", "scale_banner"]  # fmt: skip
@@ -97,16 +97,17 @@ PROTOCOL = (
 
 def scale_banner(settings: dict) -> list[str]:
     """One paragraph saying how much this run is; a reduced run says that it is reduced."""
-    benchmarks = " and ".join(settings.get("benchmarks", ("digits", "mnist1d")))
+    benchmarks = " and ".join(settings.get("benchmarks", BENCHMARKS))
     text = (f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method on "
             f"{benchmarks}, {settings['population_runs']} population runs on "
             "MNIST-1D.")  # fmt: skip
     if settings["scale"] != "full":
-        text += (" This is a reduced run with fewer seeds and epochs than the full study (10 "
-                 "seeds on digits and MNIST-1D at the committed settings, 72 population runs: "
-                 "`make study`), so its verdicts are weaker and, below 6 seeds, never more than "
-                 "'inconclusive' or 'equivalent'; `figures/STUDY.md` holds the full "
-                 "study.")  # fmt: skip
+        full = SCALES["full"]
+        text += (" This is a reduced run with fewer seeds and epochs than the full study "
+                 f"({full.seeds} seeds on {' and '.join(full.benchmarks)} at the committed "
+                 f"settings, {len(population_cells(full))} population runs: `make study`), so its "
+                 "verdicts are weaker and, below 6 seeds, never more than 'inconclusive' or "
+                 "'equivalent'; `figures/STUDY.md` holds the full study.")  # fmt: skip
     return [text]
 
 
