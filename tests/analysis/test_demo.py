@@ -4,7 +4,7 @@ skips all (the study's own resume included)."""
 import pandas as pd
 import pytest
 
-from analysis.demo import main
+from analysis.demo import TINY, analysis_stages, main, study_stage, training_stages
 from analysis.figures import FIGURES
 
 
@@ -37,3 +37,12 @@ def test_tiny_demo_produces_every_figure_and_resumes_without_work(tmp_path, caps
     work = [line for line in stages if not line.endswith(("figures ...", "report ..."))]
     assert work and all(line.endswith("done, skipped") for line in work), stages
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/last.pt")} == checkpoints
+
+
+def test_every_stage_is_done_only_when_its_runs_say_so(tmp_path):
+    # figures/ is committed, so a fresh clone has every figure: a stage that is skipped because
+    # of a file under figures/ alone would never run there
+    runs, figures = tmp_path / "runs", tmp_path / "figures"
+    stages = [*training_stages(runs, TINY), *analysis_stages(runs, TINY)]
+    for stage in [*stages, study_stage(runs, figures, tiny=True)]:
+        assert any(runs in path.parents for path in stage.outputs), stage.name
