@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 RUNS ?= runs
 
-.PHONY: install install-test demo study test lint clean
+.PHONY: install install-test install-lint demo study test lint clean
 
 install:
 	$(PIP) install -q -e .
@@ -24,9 +24,13 @@ study: install
 test: install-test
 	$(PYTHON) -m pytest -q
 
-lint:
-	$(PYTHON) -m black --check -l 100 training landscape analysis tests benchmarks
-	$(PYTHON) -m flake8 training landscape analysis tests benchmarks
+install-lint:
+	$(PIP) install -q "ruff>=0.6"
+
+# One formatter and one linter for the whole tree (configured in pyproject.toml).
+lint: install-lint
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m ruff check .
 
 clean:
 	rm -rf $(RUNS) .pytest_cache

@@ -107,8 +107,13 @@ def check_all(claim: str, evidence: str, values: Sequence[bool]) -> Verdict:
         return Verdict(claim, evidence, float("nan"), float("nan"), UNSURE)
     failures = sum(not v for v in values)
     verdict = HOLDS if failures == 0 else FAILS
-    return Verdict(claim, f"{evidence} ({len(values) - failures}/{len(values)} runs)",
-                   float(failures), 0.0, verdict)  # fmt: skip
+    return Verdict(
+        claim,
+        f"{evidence} ({len(values) - failures}/{len(values)} runs)",
+        float(failures),
+        0.0,
+        verdict,
+    )
 
 
 # --- The paired rule (seeds paired: SDT and TET of seed s share initial weights and data order) ---
@@ -288,6 +293,21 @@ def compare_paired(
     verdict = _paired_decision(candidate_is, ci, p_value)
     if verdict is None:
         verdict = PAIRED_EQUIVALENT if within else PAIRED_INCONCLUSIVE
-    return PairedVerdict(claim, evidence, candidate_is, len(d), mean, ci[0], ci[1], p_value,
-                         float(delta), verdict, tost[0], tost[1], within, method, count,
-                         seed if method == "monte_carlo" else None)  # fmt: skip
+    return PairedVerdict(
+        claim,
+        evidence,
+        candidate_is,
+        len(d),
+        mean,
+        ci[0],
+        ci[1],
+        p_value,
+        float(delta),
+        verdict,
+        tost[0],
+        tost[1],
+        within,
+        method,
+        count,
+        seed if method == "monte_carlo" else None,
+    )

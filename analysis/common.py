@@ -110,7 +110,7 @@ def add_checkpoint_args(
     help: str = "checkpoint files (.pt) written by training/run.py",
 ) -> None:
     """The positional checkpoints: metavar ``CHECKPOINT``, dest ``checkpoints`` (``checkpoint``
-    when ``nargs`` is None)."""  # fmt: skip
+    when ``nargs`` is None)."""
     dest = "checkpoint" if nargs is None else "checkpoints"
     parser.add_argument(dest, nargs=nargs, type=Path, metavar="CHECKPOINT", help=help)
 
@@ -146,7 +146,7 @@ def check_output_dir(out: Path) -> str | None:
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
     """Decorate a command's ``main``: Ctrl-C is one line and exit 130, a ``ToolkitError`` one line
-    and exit 1; no traceback for either."""  # fmt: skip
+    and exit 1; no traceback for either."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs) -> int:
@@ -177,8 +177,15 @@ class Progress:
         estimate: ``total`` is an upper estimate (Lanczos may stop earlier).
     """
 
-    def __init__(self, total: int | None, desc: str, unit: str = "it", quiet: bool = False,
-                 every: float = 10.0, estimate: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        unit: str = "it",
+        quiet: bool = False,
+        every: float = 10.0,
+        estimate: bool = False,
+    ) -> None:
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.count, self.start, self.estimate = 0, time.monotonic(), estimate
         self.last = self.start

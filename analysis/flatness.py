@@ -60,9 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         records.append({**record, "seconds": time.perf_counter() - start})
         if not args.quiet:
             print(f"[flatness] {path}: {records[-1]['seconds']:.1f} s", file=sys.stderr)
-    result = {"kind": "flatness", "settings": settings.to_dict(), "header": HEADER,
-              "rows": rows, "checkpoints": records, "provenance": provenance(),
-              "seconds": time.perf_counter() - began}  # fmt: skip
+    result = {
+        "kind": "flatness",
+        "settings": settings.to_dict(),
+        "header": HEADER,
+        "rows": rows,
+        "checkpoints": records,
+        "provenance": provenance(),
+        "seconds": time.perf_counter() - began,
+    }
     write_csv(paths[0], HEADER, rows)
     atomic_write_text(paths[1], json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {paths[0]} ({len(rows)} rows)", file=sys.stderr)

@@ -50,14 +50,35 @@ __all__ = [
     "flatness_rows",
 ]
 
-HEADER = ["checkpoint", "run", "method", "seed", "loss", "measure", "value", "stderr", "converged",
-          "num_evaluations", "seconds"]  # fmt: skip
+HEADER = [
+    "checkpoint",
+    "run",
+    "method",
+    "seed",
+    "loss",
+    "measure",
+    "value",
+    "stderr",
+    "converged",
+    "num_evaluations",
+    "seconds",
+]
 CURVATURE = ("lambda_max", "trace", "normalized_lambda_max", "normalized_trace")
-MEASURES = (*CURVATURE[:2], "epsilon_sharpness", *CURVATURE[2:], "adaptive_worst",
-            "adaptive_average")  # fmt: skip
+MEASURES = (
+    *CURVATURE[:2],
+    "epsilon_sharpness",
+    *CURVATURE[2:],
+    "adaptive_worst",
+    "adaptive_average",
+)
 PER_STEP_MEASURES = CURVATURE[:2]
-_STREAM = {"lambda_max": 1, "trace": 2, "epsilon_sharpness": 3, "adaptive_worst": 4,
-           "adaptive_average": 5}  # fmt: skip
+_STREAM = {
+    "lambda_max": 1,
+    "trace": 2,
+    "epsilon_sharpness": 3,
+    "adaptive_worst": 4,
+    "adaptive_average": 5,
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +95,9 @@ class FlatnessSettings:
     split: str = option("train", "split of the samples", choices=("train", "test"))
     data_seed: int = option(0, "seed of the sample subset")
     batch_size: int = option(256, "samples per forward pass (results do not depend on it)")
-    dtype: str = option("float32", "dtype of parameters and products",
-                        choices=("float32", "float64"))  # fmt: skip
+    dtype: str = option(
+        "float32", "dtype of parameters and products", choices=("float32", "float64")
+    )
     probe_seed: int = option(0, "seed of every random probe, start and draw")
     lanczos_tol: float = option(1e-2, "relative Ritz residual tolerance of lambda_max")
     lanczos_max_steps: int = option(30, "largest Krylov dimension for lambda_max")
@@ -130,14 +152,22 @@ def _lambda_max(
     operator: LinearOperator, settings: FlatnessSettings
 ) -> tuple[float, float, bool, int]:
     generator = settings.generator("lambda_max")
-    result = top_eigenvalues(operator, 1, "LA", settings.lanczos_tol, settings.lanczos_max_steps,
-                             generator=generator, return_vectors=False)  # fmt: skip
+    result = top_eigenvalues(
+        operator,
+        1,
+        "LA",
+        settings.lanczos_tol,
+        settings.lanczos_max_steps,
+        generator=generator,
+        return_vectors=False,
+    )
     return float(result.eigenvalues[0]), float("nan"), bool(result.converged[0]), result.num_matvecs
 
 
 def _trace(operator: LinearOperator, settings: FlatnessSettings) -> tuple[float, float, bool, int]:
-    result = estimate_trace(operator, settings.trace_matvecs, settings.trace_method,
-                            settings.generator("trace"))  # fmt: skip
+    result = estimate_trace(
+        operator, settings.trace_matvecs, settings.trace_method, settings.generator("trace")
+    )
     return result.mean, result.stderr, True, result.num_matvecs
 
 
@@ -237,8 +267,12 @@ def checkpoint_rows(path: str | Path, settings: FlatnessSettings, losses: list[s
     first = load_objective(path, spec, loss="sdt", dtype=dtype)
     config = first.config
     losses = list(losses or loss_names(int(config["T"]), settings.per_step))
-    label = {"checkpoint": str(path), "run": path.parent.name, "method": config["method"],
-             "seed": int(config["seed"])}  # fmt: skip
+    label = {
+        "checkpoint": str(path),
+        "run": path.parent.name,
+        "method": config["method"],
+        "seed": int(config["seed"]),
+    }
     rows = []
     for name in losses:
         base, step = parse_loss(name)

@@ -23,8 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["kendall_tau", "kendall_p_value", "GranulatedTau", "granulated_kendall_tau",
-           "kendall_table"]  # fmt: skip
+__all__ = [
+    "kendall_tau",
+    "kendall_p_value",
+    "GranulatedTau",
+    "granulated_kendall_tau",
+    "kendall_table",
+]
 
 
 def kendall_tau(measure: Sequence[float], gap: Sequence[float]) -> float:

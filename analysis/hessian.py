@@ -33,8 +33,16 @@ EPILOG = """example:
   python analysis/hessian.py runs/<run>/last.pt --loss tet --top-k 5 --density --out results/h
 """
 
-POSITIVE = ("samples", "batch_size", "tol", "num_matvecs", "density_steps", "density_repeats",
-            "max_steps", "asymmetry_probes")  # fmt: skip
+POSITIVE = (
+    "samples",
+    "batch_size",
+    "tol",
+    "num_matvecs",
+    "density_steps",
+    "density_repeats",
+    "max_steps",
+    "asymmetry_probes",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,11 +86,18 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def dry_run(config: HessianConfig) -> HessianConfig:
     """Tiny settings for smoke tests: 32 samples, few products, loose tolerance."""
-    return replace(config, samples=min(config.samples, 32), top_k=min(config.top_k, 2),
-                   bottom_k=min(config.bottom_k, 1), num_matvecs=min(config.num_matvecs, 6),
-                   density_steps=min(config.density_steps, 8), density_repeats=1,
-                   asymmetry_probes=2, tol=max(config.tol, 1e-2),
-                   max_steps=min(config.max_steps or 30, 30))  # fmt: skip
+    return replace(
+        config,
+        samples=min(config.samples, 32),
+        top_k=min(config.top_k, 2),
+        bottom_k=min(config.bottom_k, 1),
+        num_matvecs=min(config.num_matvecs, 6),
+        density_steps=min(config.density_steps, 8),
+        density_repeats=1,
+        asymmetry_probes=2,
+        tol=max(config.tol, 1e-2),
+        max_steps=min(config.max_steps or 30, 30),
+    )
 
 
 def load_checkpoints(
@@ -107,8 +122,7 @@ def load_checkpoints(
     for path, item in zip(paths, loaded):
         if max(config.top_k, config.bottom_k) > item.objective.num_params:
             parser.error(
-                f"--top-k/--bottom-k exceed the {item.objective.num_params} parameters "
-                f"of {path}"
+                f"--top-k/--bottom-k exceed the {item.objective.num_params} parameters of {path}"
             )
     return loaded
 

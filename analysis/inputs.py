@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from landscape import Objective
 from training import checkpoint as checkpoints
-from training.errors import CheckpointError
 from training.data import Dataset, TensorLoader, load_dataset
+from training.errors import CheckpointError
 from training.losses import get_loss, per_step_ce
 from training.momentum import momentum_subset
 
@@ -216,8 +216,7 @@ def make_loss(
         T = int(config["T"])
         if loss != "checkpoint":
             raise ValueError(
-                "--time-step analyses L_t = CE(O[t], y); it cannot be combined "
-                f"with --loss {loss}"
+                f"--time-step analyses L_t = CE(O[t], y); it cannot be combined with --loss {loss}"
             )
         if not 0 <= time_step < T:
             raise ValueError(f"--time-step must be in [0, T-1] = [0, {T - 1}], got {time_step}")

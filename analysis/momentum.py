@@ -43,10 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_checkpoint_args(parser, help="checkpoints (.pt) and/or run directories")
     add = parser.add_argument
-    add("--samples", type=int, default=None,
-        help="training samples (default: the run's stats_samples)")  # fmt: skip
-    add("--recompute", action="store_true",
-        help="for run directories: recompute from epoch_NNN.pt files")  # fmt: skip
+    add(
+        "--samples",
+        type=int,
+        default=None,
+        help="training samples (default: the run's stats_samples)",
+    )
+    add(
+        "--recompute",
+        action="store_true",
+        help="for run directories: recompute from epoch_NNN.pt files",
+    )
     add("--no-plots", action="store_true", help="only write the CSV")
     common.add_config_args(parser, common.DataConfig, exclude=EXCLUDED)
     common.add_output_args(parser)

@@ -123,8 +123,15 @@ def tit_figure(data: pd.DataFrame) -> FigureResult:
     for kind, marker in (("scratch", "o"), ("TIT", "s")):
         part = data[data.kind == kind]
         if len(part) > 1:
-            ax.errorbar(part.cost.mean(), part.test_acc.mean(), yerr=part.test_acc.std(),
-                        color="k", capsize=4, lw=1, zorder=1)  # fmt: skip
+            ax.errorbar(
+                part.cost.mean(),
+                part.test_acc.mean(),
+                yerr=part.test_acc.std(),
+                color="k",
+                capsize=4,
+                lw=1,
+                zorder=1,
+            )
         ax.scatter(
             part.plotted_cost,
             part.test_acc,
@@ -231,8 +238,9 @@ def landscapes_figure(surfaces: dict[str, Surface]) -> FigureResult:
     for ax in axes[:, 0]:
         ax.set_ylabel("direction 2")
     clipped = f"; values above {high:.3g} clipped (arrow)" if extend == "max" else ""
-    figure.colorbar(filled, ax=axes, shrink=0.8, label=f"loss (shared scale{clipped})",
-                    ticks=MaxNLocator(8))  # fmt: skip
+    figure.colorbar(
+        filled, ax=axes, shrink=0.8, label=f"loss (shared scale{clipped})", ticks=MaxNLocator(8)
+    )
     return figure, pd.concat(frames, ignore_index=True)
 
 

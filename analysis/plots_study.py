@@ -50,8 +50,16 @@ def tau_figure(table: pd.DataFrame):
     columns = ["tau", "psi", *[c for c in table.columns if c.startswith("tau_")]]
     data = table.set_index("measure")[columns]
     figure, axes = _plt().subplots(figsize=(1.1 * len(columns) + 3, 0.35 * len(data) + 1.5))
-    sns.heatmap(data.astype(float), annot=True, fmt=".2f", vmin=-1, vmax=1, cmap="RdBu_r",
-                ax=axes, cbar_kws={"label": "Kendall tau with the gap"})  # fmt: skip
+    sns.heatmap(
+        data.astype(float),
+        annot=True,
+        fmt=".2f",
+        vmin=-1,
+        vmax=1,
+        cmap="RdBu_r",
+        ax=axes,
+        cbar_kws={"label": "Kendall tau with the gap"},
+    )
     axes.set(xlabel="", ylabel="", title=f"flatness vs generalization gap ({table.gap.iloc[0]})")
     figure.tight_layout()
     return figure, data.reset_index()
@@ -67,15 +75,27 @@ def per_step_figure(frame: pd.DataFrame):
     palette = {"sdt": COLORS["sdt"], "tet": COLORS["tet"]}
     for axis, measure in zip(axes, ("lambda_max", "trace")):
         part = steps[steps.measure == measure]
-        sns.lineplot(part, x="t", y="value", hue="method", palette=palette, marker="o",
-                     errorbar=("ci", 95), seed=0, ax=axis)  # fmt: skip
+        sns.lineplot(
+            part,
+            x="t",
+            y="value",
+            hue="method",
+            palette=palette,
+            marker="o",
+            errorbar=("ci", 95),
+            seed=0,
+            ax=axis,
+        )
         for method in ("sdt", "tet"):
             whole = frame[(frame.measure == measure) & (frame.method == method)]
             for loss, style in (("sdt", "--"), ("tet", ":")):
                 value = whole[whole["loss"] == loss].value.mean()
                 axis.axhline(value, color=palette[method], linestyle=style, linewidth=0.8)
-        axis.set(xlabel="time step t (from 0)", ylabel=f"{measure} of L_t",
-                 title=f"{measure} (dashed L_SDT, dotted L_TET)")  # fmt: skip
+        axis.set(
+            xlabel="time step t (from 0)",
+            ylabel=f"{measure} of L_t",
+            title=f"{measure} (dashed L_SDT, dotted L_TET)",
+        )
         axis.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
     figure.suptitle("MNIST-1D minima: curvature of each L_t = CE(O(t), y), mean and 95 % CI")
     figure.tight_layout()
@@ -90,8 +110,16 @@ def paired_figure(differences: pd.DataFrame, table: pd.DataFrame):
     figure, axes = _plt().subplots(figsize=(7, 0.35 * table.metric.nunique() + 1.5))
     axes.axvspan(-1, 1, color=COLORS["grey"], alpha=0.2, label="|d| < δ")
     with _seeded_numpy(0):  # seaborn jitters the points with numpy's global generator
-        sns.stripplot(differences, x="scaled", y="metric", hue="benchmark", dodge=True, size=3,
-                      ax=axes, alpha=0.7)  # fmt: skip
+        sns.stripplot(
+            differences,
+            x="scaled",
+            y="metric",
+            hue="benchmark",
+            dodge=True,
+            size=3,
+            ax=axes,
+            alpha=0.7,
+        )
     metrics = list(differences.metric.unique())
     benchmarks = list(differences.benchmark.unique())
     for _, row in table[table.metric.isin(metrics)].iterrows():
@@ -99,7 +127,10 @@ def paired_figure(differences: pd.DataFrame, table: pd.DataFrame):
         y = metrics.index(row.metric) - 0.4 + 0.8 * (b + 0.5) / len(benchmarks)
         axes.plot([row.ci_low / row.delta, row.ci_high / row.delta], [y, y], color="black")
     axes.axvline(0, color="black", linewidth=0.5)
-    axes.set(xlabel="TET - SDT per seed, in units of δ", ylabel="",
-             title="paired differences (bars: 95 % CI of the mean)")  # fmt: skip
+    axes.set(
+        xlabel="TET - SDT per seed, in units of δ",
+        ylabel="",
+        title="paired differences (bars: 95 % CI of the mean)",
+    )
     figure.tight_layout()
     return figure, differences

@@ -89,8 +89,9 @@ def _draw_2d(axes, surface: Surface, metric: str, kind: str, levels: np.ndarray 
         clipped = np.clip(Z.filled(np.nan), None, levels[-1])
         mappable = axes.plot_surface(X, Y, clipped, cmap="viridis", vmin=levels[0], vmax=levels[-1])
     elif kind == "heatmap":
-        mappable = axes.pcolormesh(X, Y, Z, shading="nearest", cmap="viridis",
-                                   vmin=levels[0], vmax=levels[-1])  # fmt: skip
+        mappable = axes.pcolormesh(
+            X, Y, Z, shading="nearest", cmap="viridis", vmin=levels[0], vmax=levels[-1]
+        )
     elif kind == "contourf":
         mappable = axes.contourf(X, Y, Z, levels=levels, cmap="viridis", extend="max")
     else:

@@ -139,15 +139,21 @@ def study_links(figures: Path) -> list[str]:
         "study-demo/STUDY.md": f"the same study at demo scale (`make demo`): {demo.seeds} paired "
         f"seeds on {' and '.join(demo.benchmarks)}, {demo.epochs['mnist1d']} epochs",
     }
-    found = [f"- [{name}]({name}): {what}" for name, what in reports.items()
-             if (figures / name).exists()]  # fmt: skip
+    found = [
+        f"- [{name}]({name}): {what}" for name, what in reports.items() if (figures / name).exists()
+    ]
     if not found:
         return []
-    return ["## Deciding the claims", "",
-            "The table above uses 3 seeds on digits and a two-standard-error rule, which cannot "
-            "tell 'no difference' from 'too little data'. The paired study (digits and MNIST-1D, "
-            "confidence intervals, sign-flip p-values, equivalence margins, flatness in "
-            "normalized coordinates) decides:", "", *found]  # fmt: skip
+    return [
+        "## Deciding the claims",
+        "",
+        "The table above uses 3 seeds on digits and a two-standard-error rule, which cannot "
+        "tell 'no difference' from 'too little data'. The paired study (digits and MNIST-1D, "
+        "confidence intervals, sign-flip p-values, equivalence margins, flatness in "
+        "normalized coordinates) decides:",
+        "",
+        *found,
+    ]
 
 
 def render(root: Path, figures: Path) -> str:

@@ -26,8 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from analysis import common  # noqa: E402
 from analysis.inputs import DataSpec, resolve_dtype  # noqa: E402
-from analysis.sharpness_measures import HEADER, SharpnessJob  # noqa: E402
-from analysis.sharpness_measures import epsilon_rows, perturbation_rows  # noqa: E402
+from analysis.sharpness_measures import HEADER, SharpnessJob, epsilon_rows, perturbation_rows  # noqa: E402  # noqa: E402
 from landscape import save_json  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402
 from training.errors import ToolkitError  # noqa: E402
@@ -43,17 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_checkpoint_args(parser)
     add = parser.add_argument
-    # fmt: off
-    add("--epsilon", type=float, nargs="+", default=[1e-3, 5e-4],
-        help="box radii of epsilon-sharpness (default: %(default)s)")
-    add("--ascent-steps", type=int, default=10,
-        help="projected gradient-ascent steps per epsilon (default: %(default)s)")
-    add("--step-fraction", type=float, default=0.25,
-        help="ascent step as a fraction of the box half-width (default: %(default)s)")
-    add("--radius", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5],
-        help="radii of the random perturbations, in filter units (default: %(default)s)")
+    add(
+        "--epsilon",
+        type=float,
+        nargs="+",
+        default=[1e-3, 5e-4],
+        help="box radii of epsilon-sharpness (default: %(default)s)",
+    )
+    add(
+        "--ascent-steps",
+        type=int,
+        default=10,
+        help="projected gradient-ascent steps per epsilon (default: %(default)s)",
+    )
+    add(
+        "--step-fraction",
+        type=float,
+        default=0.25,
+        help="ascent step as a fraction of the box half-width (default: %(default)s)",
+    )
+    add(
+        "--radius",
+        type=float,
+        nargs="+",
+        default=[0.05, 0.1, 0.25, 0.5],
+        help="radii of the random perturbations, in filter units (default: %(default)s)",
+    )
     add("--draws", type=int, default=8, help="random directions per radius (default: %(default)s)")
-    # fmt: on
     common.add_config_args(parser, common.DataConfig)
     common.add_output_args(parser)
     return parser
@@ -110,13 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
     common.write_csv(paths[0], HEADER, rows)
-    save_json(paths[1], {"kind": "sharpness", "format_version": 1, "settings": job.settings(),
-                         "data": job.data_record(),
-                         "rows": [dict(zip(HEADER, row)) for row in rows],
-                         "provenance": common.provenance()})  # fmt: skip
+    save_json(
+        paths[1],
+        {
+            "kind": "sharpness",
+            "format_version": 1,
+            "settings": job.settings(),
+            "data": job.data_record(),
+            "rows": [dict(zip(HEADER, row)) for row in rows],
+            "provenance": common.provenance(),
+        },
+    )
     for row in rows:
-        print(f"{Path(row[0]).parent.name[:40]:<40} {row[2]:<20} {row[3]:<16} {row[4]:<8g} "
-              f"{row[5]:.4g}")  # fmt: skip
+        print(
+            f"{Path(row[0]).parent.name[:40]:<40} {row[2]:<20} {row[3]:<16} {row[4]:<8g} "
+            f"{row[5]:.4g}"
+        )
     print(f"wrote {paths[0]}, {paths[1]}")
     return 0
 

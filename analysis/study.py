@@ -27,8 +27,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import plots_study, study_results  # noqa: E402
 from analysis.common import write_csv  # noqa: E402
-from analysis.study_design import SCALES, Job, flatness_jobs  # noqa: E402
-from analysis.study_design import paired_jobs, population_jobs  # noqa: E402
+from analysis.study_design import SCALES, Job, flatness_jobs, paired_jobs, population_jobs  # noqa: E402  # noqa: E402
 from analysis.study_report import render  # noqa: E402
 from analysis.style import save_figure  # noqa: E402
 from landscape.io import atomic_write_text  # noqa: E402
@@ -48,8 +47,9 @@ def run_jobs(jobs: list[Job], parallel: int, log) -> bool:
         while pending and len(running) < parallel:
             job = pending.pop(0)
             log(f"{job.name}")
-            process = subprocess.Popen([sys.executable, *job.argv], env=env,
-                                       stdout=subprocess.DEVNULL)  # fmt: skip
+            process = subprocess.Popen(
+                [sys.executable, *job.argv], env=env, stdout=subprocess.DEVNULL
+            )
             running.append((job, process))
         time.sleep(0.2)
         for job, process in list(running):
@@ -132,8 +132,13 @@ def write_outputs(root: Path, figures: Path, scale) -> list[str]:
     tables = [t for t in paired.values() if not t.empty]
     if tables:
         table = pd.concat(tables, ignore_index=True)
-        differences = pd.concat([study_results.paired_differences(frames[b], t).assign(benchmark=b)
-                                 for b, t in paired.items() if not t.empty])  # fmt: skip
+        differences = pd.concat(
+            [
+                study_results.paired_differences(frames[b], t).assign(benchmark=b)
+                for b, t in paired.items()
+                if not t.empty
+            ]
+        )
         names.append(_save(plots_study.paired_figure(differences, table), figures, "study_paired"))
         write_csv(figures / "study_paired.csv", list(table.columns), table.itertuples(index=False))
     if not taus.empty:

@@ -21,8 +21,19 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["StudyScale", "SCALES", "Margin", "MARGINS", "margin_for", "Job", "paired_jobs",
-           "population_cells", "population_jobs", "flatness_jobs", "BENCHMARKS"]  # fmt: skip
+__all__ = [
+    "StudyScale",
+    "SCALES",
+    "Margin",
+    "MARGINS",
+    "margin_for",
+    "Job",
+    "paired_jobs",
+    "population_cells",
+    "population_jobs",
+    "flatness_jobs",
+    "BENCHMARKS",
+]
 
 BENCHMARKS = ("digits", "mnist1d")
 REPO = Path(__file__).resolve().parent.parent
@@ -68,19 +79,44 @@ class StudyScale:
 SCALES = {
     "full": StudyScale(),
     # make demo: MNIST-1D only (the demo's own runs cover digits), 10 epochs instead of 20
-    "demo": StudyScale(name="demo", benchmarks=("mnist1d",), seeds=4,
-                       epochs={"digits": None, "mnist1d": 10},
-                       losses=(("sdt", 0.05), ("tet", 0.05)), T=(4,),
-                       population_seeds=1, population_epochs=5),
-    "tiny": StudyScale(name="tiny", seeds=2, epochs={"digits": 1, "mnist1d": 1},
-                       mnist1d_samples=200, losses=(("sdt", 0.05), ("tet", 0.05)), T=(4,),
-                       lr=(0.005,), batch_size=(64, 128), population_seeds=1,
-                       population_epochs=1,
-                       flatness=("--samples", "32", "--trace-matvecs", "6", "--lanczos-max-steps",
-                                 "6", "--epsilon-steps", "2", "--adaptive-steps", "2",
-                                 "--average-samples", "2"),
-                       train_extra=("--steps-per-epoch", "3", "--no-gradient-stats")),
-}  # fmt: skip
+    "demo": StudyScale(
+        name="demo",
+        benchmarks=("mnist1d",),
+        seeds=4,
+        epochs={"digits": None, "mnist1d": 10},
+        losses=(("sdt", 0.05), ("tet", 0.05)),
+        T=(4,),
+        population_seeds=1,
+        population_epochs=5,
+    ),
+    "tiny": StudyScale(
+        name="tiny",
+        seeds=2,
+        epochs={"digits": 1, "mnist1d": 1},
+        mnist1d_samples=200,
+        losses=(("sdt", 0.05), ("tet", 0.05)),
+        T=(4,),
+        lr=(0.005,),
+        batch_size=(64, 128),
+        population_seeds=1,
+        population_epochs=1,
+        flatness=(
+            "--samples",
+            "32",
+            "--trace-matvecs",
+            "6",
+            "--lanczos-max-steps",
+            "6",
+            "--epsilon-steps",
+            "2",
+            "--adaptive-steps",
+            "2",
+            "--average-samples",
+            "2",
+        ),
+        train_extra=("--steps-per-epoch", "3", "--no-gradient-stats"),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -93,15 +129,24 @@ class Margin:
 
 
 MARGINS = {
-    "test_acc": Margin(0.005, False, "0.5 points: below any accuracy difference worth a method "
-                       "change; 5 test samples on MNIST-1D, ~2 on digits"),
+    "test_acc": Margin(
+        0.005,
+        False,
+        "0.5 points: below any accuracy difference worth a method "
+        "change; 5 test samples on MNIST-1D, ~2 on digits",
+    ),
     "acc_gap": Margin(0.005, False, "0.5 points, the same scale as the accuracy itself"),
-    "loss_gap": Margin(0.10, True, "10 % of SDT's test-minus-train loss: a loss gap has no "
-                       "natural absolute scale"),
-    "flatness": Margin(0.10, True, "10 % of SDT's mean value: curvature and sharpness have no "
-                       "natural unit; 10 % is below the seed-to-seed spread seen in the 3-seed "
-                       "digits report"),
-}  # fmt: skip
+    "loss_gap": Margin(
+        0.10, True, "10 % of SDT's test-minus-train loss: a loss gap has no natural absolute scale"
+    ),
+    "flatness": Margin(
+        0.10,
+        True,
+        "10 % of SDT's mean value: curvature and sharpness have no "
+        "natural unit; 10 % is below the seed-to-seed spread seen in the 3-seed "
+        "digits report",
+    ),
+}
 """Fixed before any study result; a relative margin is ``value * |mean over seeds of SDT|``."""
 
 
@@ -162,8 +207,18 @@ def population_cells(scale: StudyScale) -> list[dict]:
     ):
         loss = f"{method}" if method == "sdt" else f"tet{lamb:g}"
         cell = f"{loss}-T{T}-lr{lr:g}-b{batch}"
-        cells.append({"cell": cell, "loss": loss, "method": method, "tet_lambda": lamb, "T": T,
-                      "lr": lr, "batch_size": batch, "seed": seed})  # fmt: skip
+        cells.append(
+            {
+                "cell": cell,
+                "loss": loss,
+                "method": method,
+                "tet_lambda": lamb,
+                "T": T,
+                "lr": lr,
+                "batch_size": batch,
+                "seed": seed,
+            }
+        )
     return cells
 
 
@@ -172,11 +227,29 @@ def population_jobs(root: Path, scale: StudyScale, data_root: str) -> list[Job]:
     jobs = []
     for c in population_cells(scale):
         out = root / "population" / c["cell"]
-        argv = ["--config", str(REPO / "configs" / "mnist1d.json"), "--method", c["method"],
-                "--tet-lambda", str(c["tet_lambda"]), "--T", str(c["T"]), "--lr", str(c["lr"]),
-                "--batch-size", str(c["batch_size"]), "--seeds", str(c["seed"]),
-                "--epochs", str(scale.population_epochs), "--no-gradient-stats",
-                "--out", str(out), "--data-root", data_root]  # fmt: skip
+        argv = [
+            "--config",
+            str(REPO / "configs" / "mnist1d.json"),
+            "--method",
+            c["method"],
+            "--tet-lambda",
+            str(c["tet_lambda"]),
+            "--T",
+            str(c["T"]),
+            "--lr",
+            str(c["lr"]),
+            "--batch-size",
+            str(c["batch_size"]),
+            "--seeds",
+            str(c["seed"]),
+            "--epochs",
+            str(scale.population_epochs),
+            "--no-gradient-stats",
+            "--out",
+            str(out),
+            "--data-root",
+            data_root,
+        ]
         if scale.mnist1d_samples:
             argv += ["--mnist1d-samples", str(scale.mnist1d_samples)]
         done = out / f"seed{c['seed']}.done"
@@ -193,9 +266,17 @@ def flatness_jobs(
     jobs, command = [], str(REPO / "analysis" / "flatness.py")
     for k in range(0, len(checkpoints), chunk):
         folder = out / f"part{k // chunk:03d}"
-        argv = (command, *map(str, checkpoints[k : k + chunk]), "--out", str(folder),
-                "--overwrite", "--quiet", "--per-step" if per_step else "--no-per-step",
-                *scale.flatness)  # fmt: skip
-        jobs.append(Job(f"flatness {group} part {k // chunk}", argv, folder / "flatness.csv",
-                        marker=False))  # fmt: skip
+        argv = (
+            command,
+            *map(str, checkpoints[k : k + chunk]),
+            "--out",
+            str(folder),
+            "--overwrite",
+            "--quiet",
+            "--per-step" if per_step else "--no-per-step",
+            *scale.flatness,
+        )
+        jobs.append(
+            Job(f"flatness {group} part {k // chunk}", argv, folder / "flatness.csv", marker=False)
+        )
     return jobs

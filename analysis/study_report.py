@@ -12,8 +12,16 @@ import pandas as pd
 from analysis.claims import PAIRED_RULE
 from analysis.study_design import BENCHMARKS, MARGINS, SCALES, population_cells
 
-__all__ = ["render", "summary", "paired_markdown", "population_markdown", "MNIST1D_REFERENCES",
-           "settings_lines", "reference_lines", "scale_banner"]  # fmt: skip
+__all__ = [
+    "render",
+    "summary",
+    "paired_markdown",
+    "population_markdown",
+    "MNIST1D_REFERENCES",
+    "settings_lines",
+    "reference_lines",
+    "scale_banner",
+]
 
 
 def _number(value) -> str:
@@ -24,13 +32,17 @@ def paired_markdown(table: pd.DataFrame) -> list[str]:
     """The paired claims table: mean difference, 95 % CI, p, δ and verdict per metric."""
     if table.empty:
         return ["(no paired runs at this scale)"]
-    lines = ["| metric | claim | n | SDT mean | TET mean | TET - SDT | 95 % CI | p | δ | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| metric | claim | n | SDT mean | TET mean | TET - SDT | 95 % CI | p | δ | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
-        lines.append(f"| {r.metric} | {r.claim} | {r.n} | {_number(r.sdt_mean)} | "
-                     f"{_number(r.tet_mean)} | {_number(r.mean_difference)} | "
-                     f"[{_number(r.ci_low)}, {_number(r.ci_high)}] | {_number(r.p_value)} | "
-                     f"{_number(r.delta)} ({r.delta_rule}) | **{r.verdict}** |")  # fmt: skip
+        lines.append(
+            f"| {r.metric} | {r.claim} | {r.n} | {_number(r.sdt_mean)} | "
+            f"{_number(r.tet_mean)} | {_number(r.mean_difference)} | "
+            f"[{_number(r.ci_low)}, {_number(r.ci_high)}] | {_number(r.p_value)} | "
+            f"{_number(r.delta)} ({r.delta_rule}) | **{r.verdict}** |"
+        )
     return lines
 
 
@@ -39,8 +51,10 @@ def population_markdown(table: pd.DataFrame) -> list[str]:
     if table.empty:
         return ["(no population at this scale)"]
     axes = [c for c in table.columns if c.startswith("tau_")]
-    lines = ["| measure | tau | p (tau = 0) | psi | " + " | ".join(axes) + " |",
-             "|---" * (4 + len(axes)) + "|"]  # fmt: skip
+    lines = [
+        "| measure | tau | p (tau = 0) | psi | " + " | ".join(axes) + " |",
+        "|---" * (4 + len(axes)) + "|",
+    ]
     for _, r in table.iterrows():
         cells = [_number(r[c]) for c in ("tau", "p_value", "psi", *axes)]
         lines.append(f"| {r.measure} | " + " | ".join(cells) + " |")
@@ -67,15 +81,19 @@ def summary(paired: dict[str, pd.DataFrame], population: pd.DataFrame) -> list[s
             row = table[table.metric == metric]
             if not row.empty:
                 r = row.iloc[0]
-                lines.append(f"  - {metric}: TET - SDT = {_number(r.mean_difference)} "
-                             f"(95 % CI [{_number(r.ci_low)}, {_number(r.ci_high)}]), "
-                             f"verdict {r.verdict}.")  # fmt: skip
+                lines.append(
+                    f"  - {metric}: TET - SDT = {_number(r.mean_difference)} "
+                    f"(95 % CI [{_number(r.ci_low)}, {_number(r.ci_high)}]), "
+                    f"verdict {r.verdict}."
+                )
     if not population.empty:
         ranked = population.dropna(subset=["tau"]).sort_values("tau", key=abs, ascending=False)
         for _, r in ranked.head(3).iterrows():
-            lines.append(f"- population: {r.measure} has tau {_number(r.tau)} (p "
-                         f"{_number(r.p_value)}) and psi {_number(r.psi)} with the {r.gap} over "
-                         f"{r.num_runs} runs.")  # fmt: skip
+            lines.append(
+                f"- population: {r.measure} has tau {_number(r.tau)} (p "
+                f"{_number(r.p_value)}) and psi {_number(r.psi)} with the {r.gap} over "
+                f"{r.num_runs} runs."
+            )
         positive = int((population.tau > 0).sum())
         lines.append(
             f"- population: {positive} of {len(population)} measures have tau > 0 "
@@ -98,16 +116,20 @@ PROTOCOL = (
 def scale_banner(settings: dict) -> list[str]:
     """One paragraph saying how much this run is; a reduced run says that it is reduced."""
     benchmarks = " and ".join(settings.get("benchmarks", BENCHMARKS))
-    text = (f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method on "
-            f"{benchmarks}, {settings['population_runs']} population runs on "
-            "MNIST-1D.")  # fmt: skip
+    text = (
+        f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method on "
+        f"{benchmarks}, {settings['population_runs']} population runs on "
+        "MNIST-1D."
+    )
     if settings["scale"] != "full":
         full = SCALES["full"]
-        text += (" This is a reduced run with fewer seeds and epochs than the full study "
-                 f"({full.seeds} seeds on {' and '.join(full.benchmarks)} at the committed "
-                 f"settings, {len(population_cells(full))} population runs: `make study`), so its "
-                 "verdicts are weaker and, below 6 seeds, never more than 'inconclusive' or "
-                 "'equivalent'; `figures/STUDY.md` holds the full study.")  # fmt: skip
+        text += (
+            " This is a reduced run with fewer seeds and epochs than the full study "
+            f"({full.seeds} seeds on {' and '.join(full.benchmarks)} at the committed "
+            f"settings, {len(population_cells(full))} population runs: `make study`), so its "
+            "verdicts are weaker and, below 6 seeds, never more than 'inconclusive' or "
+            "'equivalent'; `figures/STUDY.md` holds the full study."
+        )
     return [text]
 
 
@@ -118,9 +140,12 @@ def reference_lines(paired: dict) -> list[str]:
         return []
     row = table[table.metric == "test_acc"].iloc[0]
     references = ", ".join(f"{name} {value} %" for name, value in MNIST1D_REFERENCES.items())
-    return [f"MNIST-1D test accuracy, mean over {row.n} seeds: SDT {100 * row.sdt_mean:.1f} %, "
-            f"TET {100 * row.tet_mean:.1f} %. Published references on the same default split "
-            f"(Greydanus & Kobak 2024): {references}.", ""]  # fmt: skip
+    return [
+        f"MNIST-1D test accuracy, mean over {row.n} seeds: SDT {100 * row.sdt_mean:.1f} %, "
+        f"TET {100 * row.tet_mean:.1f} %. Published references on the same default split "
+        f"(Greydanus & Kobak 2024): {references}.",
+        "",
+    ]
 
 
 def settings_lines(settings: dict, configs: dict, flatness: dict) -> list[str]:
@@ -136,12 +161,17 @@ def settings_lines(settings: dict, configs: dict, flatness: dict) -> list[str]:
     return lines + ["```"]
 
 
-def render(paired: dict, population: pd.DataFrame, settings: dict, figures: list[str],
-           configs: dict | None = None, flatness: dict | None = None) -> str:  # fmt: skip
+def render(
+    paired: dict,
+    population: pd.DataFrame,
+    settings: dict,
+    figures: list[str],
+    configs: dict | None = None,
+    flatness: dict | None = None,
+) -> str:
     """The whole STUDY.md."""
     lines = [
-        "# Evidence study: does TET find flatter minima, and does flatness predict "
-        "generalization?",
+        "# Evidence study: does TET find flatter minima, and does flatness predict generalization?",
         "",
         "Generated by `python analysis/study.py` from the saved runs and flatness tables; "
         "every number and verdict below is computed, none is written by hand.",
@@ -163,8 +193,13 @@ def render(paired: dict, population: pd.DataFrame, settings: dict, figures: list
         lines.append(f"- {name}: {margin.value:g} ({kind}): {margin.reason}")
     for benchmark, table in paired.items():
         lines += ["", f"## Paired claims: {benchmark}", "", *paired_markdown(table)]
-    lines += ["", "## Population on MNIST-1D: Kendall tau with the generalization gap", "",
-              *population_markdown(population), ""]  # fmt: skip
+    lines += [
+        "",
+        "## Population on MNIST-1D: Kendall tau with the generalization gap",
+        "",
+        *population_markdown(population),
+        "",
+    ]
     lines += settings_lines(settings, configs or {}, flatness or {})
     lines += ["", "## Figures", "", *[f"![{name}]({name}.png)" for name in figures]]
     return "\n".join(lines) + "\n"

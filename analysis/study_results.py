@@ -21,9 +21,18 @@ from analysis.claims import compare_paired
 from analysis.generalization import kendall_p_value, kendall_table
 from analysis.study_design import margin_for
 
-__all__ = ["AXES", "run_frame", "flatness_frame", "wide_frame", "paired_table",
-           "population_table", "per_step_frame", "FLATNESS_LOSSES", "measure_columns",
-           "paired_differences"]  # fmt: skip
+__all__ = [
+    "AXES",
+    "run_frame",
+    "flatness_frame",
+    "wide_frame",
+    "paired_table",
+    "population_table",
+    "per_step_frame",
+    "FLATNESS_LOSSES",
+    "measure_columns",
+    "paired_differences",
+]
 
 AXES = ("loss", "T", "lr", "batch_size")
 FLATNESS_LOSSES = ("sdt", "tet")
@@ -35,20 +44,29 @@ def _run_row(folder: Path) -> dict:
     last = pd.read_csv(folder / "metrics.csv").iloc[-1]
     method, lamb = config["method"], float(config["tet_lambda"])
     return {
-        "run": folder.name, "checkpoint": str(folder / "last.pt"), "method": method,
-        "seed": int(config["seed"]), "loss": "sdt" if method == "sdt" else f"tet{lamb:g}",
-        "T": int(config["T"]), "lr": float(config["lr"]), "batch_size": int(config["batch_size"]),
-        "epochs": int(last["epoch"]), "test_acc": float(last["test_acc"]),
+        "run": folder.name,
+        "checkpoint": str(folder / "last.pt"),
+        "method": method,
+        "seed": int(config["seed"]),
+        "loss": "sdt" if method == "sdt" else f"tet{lamb:g}",
+        "T": int(config["T"]),
+        "lr": float(config["lr"]),
+        "batch_size": int(config["batch_size"]),
+        "epochs": int(last["epoch"]),
+        "test_acc": float(last["test_acc"]),
         "train_acc": float(last["train_eval_acc"]),
         "acc_gap": float(last["train_eval_acc"] - last["test_acc"]),
         "loss_gap": float(last["test_l_sdt"] - last["train_eval_l_sdt"]),
-    }  # fmt: skip
+    }
 
 
 def run_frame(folder: Path) -> pd.DataFrame:
     """One row per finished run under ``folder`` (any depth): settings, accuracies and gaps."""
-    rows = [_run_row(p.parent) for p in sorted(folder.rglob("metrics.csv"))
-            if (p.parent / "last.pt").exists()]  # fmt: skip
+    rows = [
+        _run_row(p.parent)
+        for p in sorted(folder.rglob("metrics.csv"))
+        if (p.parent / "last.pt").exists()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -82,8 +100,14 @@ def paired_table(frame: pd.DataFrame) -> pd.DataFrame:
         if not delta == delta:
             continue
         direction = _CLAIMS.get(metric, "lower")
-        verdict = compare_paired(f"TET {direction} {metric}", metric, values["sdt"].to_dict(),
-                                 values["tet"].to_dict(), direction, delta)  # fmt: skip
+        verdict = compare_paired(
+            f"TET {direction} {metric}",
+            metric,
+            values["sdt"].to_dict(),
+            values["tet"].to_dict(),
+            direction,
+            delta,
+        )
         rows.append(
             {
                 "metric": metric,
@@ -110,13 +134,18 @@ def population_table(frame: pd.DataFrame, gap: str = "acc_gap") -> pd.DataFrame:
     if not columns or len(frame) < 2:
         return pd.DataFrame()
     hyper = frame[[*AXES, "seed"]].astype(str)
-    table = kendall_table({c: frame[c].tolist() for c in columns}, frame[gap].tolist(),
-                          hyper, AXES)  # fmt: skip
+    table = kendall_table({c: frame[c].tolist() for c in columns}, frame[gap].tolist(), hyper, AXES)
     rows = []
     for measure, result in table.items():
         p_value = kendall_p_value(frame[measure].tolist(), frame[gap].tolist())
-        row = {"measure": measure, "gap": gap, "tau": result.overall, "p_value": p_value,
-               "psi": result.psi, "num_runs": result.num_runs}  # fmt: skip
+        row = {
+            "measure": measure,
+            "gap": gap,
+            "tau": result.overall,
+            "p_value": p_value,
+            "psi": result.psi,
+            "num_runs": result.num_runs,
+        }
         row.update({f"tau_{axis}": result.per_axis[axis] for axis in AXES})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -139,6 +168,13 @@ def paired_differences(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame
         values = {m: frame[frame.method == m].set_index("seed")[row.metric] for m in ("sdt", "tet")}
         for seed in sorted(set(values["sdt"].index) & set(values["tet"].index)):
             difference = float(values["tet"][seed] - values["sdt"][seed])
-            rows.append({"metric": row.metric, "seed": seed, "difference": difference,
-                         "delta": row.delta, "scaled": difference / row.delta})  # fmt: skip
+            rows.append(
+                {
+                    "metric": row.metric,
+                    "seed": seed,
+                    "difference": difference,
+                    "delta": row.delta,
+                    "scaled": difference / row.delta,
+                }
+            )
     return pd.DataFrame(rows)

@@ -25,11 +25,20 @@ def color(method: str) -> str:
 
 def apply_style() -> None:
     """Readable fonts and light grids (called by the figure functions, not at import)."""
-    plt.rcParams.update({
-        "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
-        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-        "axes.spines.right": False, "savefig.dpi": 150, "figure.dpi": 100,
-    })  # fmt: skip
+    plt.rcParams.update(
+        {
+            "font.size": 10,
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 9,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "savefig.dpi": 150,
+            "figure.dpi": 100,
+        }
+    )
 
 
 # no creation date in the PDF, so the same data gives the same bytes

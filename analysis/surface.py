@@ -33,8 +33,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis import common, plots_surface  # noqa: E402
-from analysis.surface_run import STATS_HEADER, assemble, compute, prepare  # noqa: E402
-from analysis.surface_run import statistics_rows  # noqa: E402
+from analysis.surface_run import (  # noqa: E402
+    STATS_HEADER,
+    assemble,
+    compute,
+    prepare,
+    statistics_rows,  # noqa: E402
+)
 from analysis.surfaces import KINDS, SurfaceConfig, SurfaceJob  # noqa: E402
 from landscape.surface import Grid, Surface, load_surface, save_surface  # noqa: E402
 from training.config import ArgumentParser  # noqa: E402

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+
 from analysis.common import Progress, provenance, resolve_device
 from analysis.inputs import checkpoint_record, load_batches, load_input, resolve_dtype
 from analysis.surface_directions import build_directions

@@ -64,15 +64,16 @@ def metrics_for(config: dict) -> SurfaceMetrics:
 class SurfaceConfig:
     """Settings of a surface besides the checkpoint, the grid and the shared data/output flags."""
 
-    # fmt: off
     dim: int = option(2, "1-D or 2-D surface", choices=(1, 2))
     directions: str = option("random", "random | interp:CKPT2[,CKPT3] | pca:RUN_DIR | eigen")
-    normalization: str = option("filter", "normalization of random directions",
-                                choices=dirs.NORMALIZATIONS)
+    normalization: str = option(
+        "filter", "normalization of random directions", choices=dirs.NORMALIZATIONS
+    )
     ignore_biasbn: bool = option(True, "zero random directions on 1-D tensors (biases, BN)")
     orthogonalize: bool = option(False, "Gram-Schmidt the second random direction")
-    bn: str = option("eval", "BN statistics: the checkpoint's, or recomputed at every point",
-                     choices=BN_MODES)
+    bn: str = option(
+        "eval", "BN statistics: the checkpoint's, or recomputed at every point", choices=BN_MODES
+    )
     bn_samples: int = option(256, "training samples for --bn recompute")
     basin_threshold: float = option(0.1, "loss increase bounding the basin width (stats CSV)")
     chunk_size: int = option(32, "grid points per chunk file: the unit of resume and sharing")
@@ -80,7 +81,6 @@ class SurfaceConfig:
     input_cache: bool = option(True, "compute the input layer once per batch (exact)")
     channels_last: bool = option(True, "NHWC weights and inputs (pooling is faster on CPU)")
     plots: bool = option(True, "write PNG and PDF plots")
-    # fmt: on
 
 
 Range = tuple[float, float, int]

@@ -17,9 +17,19 @@ from training.trainer import evaluate
 __all__ = ["COLUMNS", "AtTimeSteps", "evaluate_timesteps"]
 
 COLUMNS = (
-    "checkpoint", "sha256", "method", "train_T", "T", "split",
-    "acc", "l_sdt", "l_tet", "l_steps", "firing_rate", "num_samples",
-)  # fmt: skip
+    "checkpoint",
+    "sha256",
+    "method",
+    "train_T",
+    "T",
+    "split",
+    "acc",
+    "l_sdt",
+    "l_tet",
+    "l_steps",
+    "firing_rate",
+    "num_samples",
+)
 
 
 class AtTimeSteps(nn.Module):

@@ -36,10 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_checkpoint_args(parser)
     add = parser.add_argument
-    add("--T", nargs="+", type=int, default=list(range(1, 9)),
-        help="time steps to evaluate (default: %(default)s)")  # fmt: skip
-    add("--samples", type=int, default=None,
-        help="a seeded subset of the split (default: every sample, in order)")  # fmt: skip
+    add(
+        "--T",
+        nargs="+",
+        type=int,
+        default=list(range(1, 9)),
+        help="time steps to evaluate (default: %(default)s)",
+    )
+    add(
+        "--samples",
+        type=int,
+        default=None,
+        help="a seeded subset of the split (default: every sample, in order)",
+    )
     exclude = ("loss", "time_step", "samples", "dtype")
     common.add_config_args(parser, common.DataConfig, exclude=exclude)
     common.add_output_args(parser)

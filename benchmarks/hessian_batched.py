@@ -89,8 +89,10 @@ def profile_products(operator: HessianOperator, k: int, rows: int = 8) -> None:
     V = torch.randn(operator.shape[0], k, generator=torch.Generator().manual_seed(0))
     V = V.to(operator.device, operator.dtype)
     operator.matmat(V)  # warm-up
-    for name, function in (("single", lambda: [operator @ c for c in V.T]),
-                           ("batched", lambda: operator.matmat(V))):  # fmt: skip
+    for name, function in (
+        ("single", lambda: [operator @ c for c in V.T]),
+        ("batched", lambda: operator.matmat(V)),
+    ):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             function()
         print(f"-- profile, {name} (k={k}), top {rows} by self CPU time")
@@ -164,15 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, (batched, block_size) in runs.items():
         seconds[name], record = command_work(objective, batched, block_size, args)
         top = ", ".join(f"{value:.5g}" for value in record["top"])
-        print(f"{name:<36} {seconds[name]:8.2f} s {record['hvps']:5d} HVPs  top: {top}  "
-              f"trace {record['trace']:.5g}")  # fmt: skip
+        print(
+            f"{name:<36} {seconds[name]:8.2f} s {record['hvps']:5d} HVPs  top: {top}  "
+            f"trace {record['trace']:.5g}"
+        )
     old = seconds.pop("one product at a time (old path)")
     best = min(seconds, key=seconds.get)
     print(f"best batched path: {best}: {seconds[best]:.2f} s (old path {old:.2f} s)")
     print(f"hessian command speedup: {old / seconds[best]:.2f}")
     default = HessianOperator(objective)
-    print(f"defaults on {args.device}: batched={default.batched}, block_size={default.block_size}"
-          " (the operator batches only where it measured faster)")  # fmt: skip
+    print(
+        f"defaults on {args.device}: batched={default.batched}, block_size={default.block_size}"
+        " (the operator batches only where it measured faster)"
+    )
     return 0
 
 

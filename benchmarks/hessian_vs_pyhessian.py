@@ -198,10 +198,11 @@ def timed_outcomes(methods: dict[str, Callable[[], Outcome]], repeats: int) -> d
         for name, method in methods.items():
             rounds[name].append(method())
     return {
-        name: Outcome(runs[0].eigenvalues, runs[0].num_hvps,
-                      statistics.median(run.seconds for run in runs))
+        name: Outcome(
+            runs[0].eigenvalues, runs[0].num_hvps, statistics.median(run.seconds for run in runs)
+        )
         for name, runs in rounds.items()
-    }  # fmt: skip
+    }
 
 
 def report(problem: Problem, repeats: int, method_repeats: int) -> dict[str, float]:

@@ -20,10 +20,10 @@ if __package__ in (None, ""):
 
 import torch  # noqa: E402
 
+from analysis.surfaces import SurfaceMetrics  # noqa: E402
 from benchmarks.surface_vs_pointwise import METRICS, _loop  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
 from landscape.surface import SurfaceEvaluator  # noqa: E402
-from analysis.surfaces import SurfaceMetrics  # noqa: E402
 from training.models import build  # noqa: E402
 
 
@@ -64,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         direction = random_direction(cpu_weights, generator)
         directions.append({n: d.to(device) for n, d in direction.items()})
     coords = torch.rand(args.points, 2, dtype=torch.float64, generator=generator) * 2 - 1
-    batches = [(x[i : i + args.batch_size], y[i : i + args.batch_size])
-               for i in range(0, args.samples, args.batch_size)]  # fmt: skip
-    engine = SurfaceEvaluator(model, directions, batches, SurfaceMetrics(),
-                              points_per_forward=args.points_per_forward)  # fmt: skip
+    batches = [
+        (x[i : i + args.batch_size], y[i : i + args.batch_size])
+        for i in range(0, args.samples, args.batch_size)
+    ]
+    engine = SurfaceEvaluator(
+        model, directions, batches, SurfaceMetrics(), points_per_forward=args.points_per_forward
+    )
     check = engine.evaluate(coords[:2])
     print(f"engine: {engine.stacking}")
     rates = {}
@@ -85,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     loop = {k: v[:2] for k, v in values.items()}
     worst = max(abs(float(check[k][i]) - float(loop[k][i])) for k in METRICS for i in range(2))
     print(f"largest difference on 2 points (float32, a spike flip is possible): {worst:.2e}")
-    print(f"surface points/s: engine {rates['engine']:.2f}, plain loop {rates['plain loop']:.2f}, "
-          f"ratio {rates['engine'] / rates['plain loop']:.2f}")  # fmt: skip
+    print(
+        f"surface points/s: engine {rates['engine']:.2f}, plain loop {rates['plain loop']:.2f}, "
+        f"ratio {rates['engine'] / rates['plain loop']:.2f}"
+    )
     return 0
 
 

@@ -98,10 +98,16 @@ def li_style_loop(model, raw, y, weights, directions, coords) -> dict[str, np.nd
 def _engine(model, x, y, directions, options: dict) -> SurfaceEvaluator:
     batch_size = options["batch_size"]
     batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
-    return SurfaceEvaluator(model, directions, batches, SurfaceMetrics(), dtype=x.dtype,
-                            use_channels_last=options["channels_last"],
-                            use_compile=options["compile"],
-                            points_per_forward=options.get("points_per_forward", 1))  # fmt: skip
+    return SurfaceEvaluator(
+        model,
+        directions,
+        batches,
+        SurfaceMetrics(),
+        dtype=x.dtype,
+        use_channels_last=options["channels_last"],
+        use_compile=options["compile"],
+        points_per_forward=options.get("points_per_forward", 1),
+    )
 
 
 def _chunks(num_points: int, rank: int, world_size: int, size: int = 8) -> list[np.ndarray]:
@@ -125,8 +131,10 @@ def engine_processes(model, x, y, directions, coords, options) -> tuple[dict, fl
     barrier, queue = context.Barrier(world_size + 1), context.Queue()
     start = time.perf_counter()
     workers = [
-        context.Process(target=_worker, args=(rank, world_size, model, x, y, directions, options,
-                                              coords, barrier, queue))  # fmt: skip
+        context.Process(
+            target=_worker,
+            args=(rank, world_size, model, x, y, directions, options, coords, barrier, queue),
+        )
         for rank in range(world_size)
     ]
     for worker in workers:
@@ -186,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine: channels-last weights and inputs (default: %(default)s)",
     )
     add("--compile", action="store_true", help="engine: torch.compile the forward")
-    add("--stack", type=int, default=16,
-        help="engine row with K grid points per forward (default: %(default)s)")  # fmt: skip
+    add(
+        "--stack",
+        type=int,
+        default=16,
+        help="engine row with K grid points per forward (default: %(default)s)",
+    )
     add("--repeats", type=int, default=1, help="timing repeats, best kept (default: %(default)s)")
     add(
         "--seed",
@@ -195,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the model and directions (default: %(default)s)",
     )
-    return parser  # fmt: skip
+    return parser
 
 
 def setup(args: argparse.Namespace):
@@ -249,24 +261,32 @@ def timings(args, model, raw, x, y, weights, directions, coords, options) -> dic
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model, raw, x, y, weights, directions, coords = setup(args)
-    options = {"batch_size": args.batch_size, "channels_last": args.channels_last,
-               "compile": args.compile, "processes": args.processes}  # fmt: skip
+    options = {
+        "batch_size": args.batch_size,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "processes": args.processes,
+    }
     difference = check_float64(model, raw, x, y, weights, directions, options)
     print(f"float64 check on 3 points: max relative difference {difference:.2e} (limit 1e-10)")
     if not difference <= 1e-10:
         print("error: the three methods disagree in float64", file=sys.stderr)
         return 1
     params = sum(p.numel() for p in model.parameters())
-    print(f"digits_snn ({params:,} parameters, T={model.T}), {len(y)} samples, {args.grid}x"
-          f"{args.grid} grid, float32; engine: batch {args.batch_size}, channels-last "
-          f"{args.channels_last}, compile {args.compile}, input cache on")  # fmt: skip
+    print(
+        f"digits_snn ({params:,} parameters, T={model.T}), {len(y)} samples, {args.grid}x"
+        f"{args.grid} grid, float32; engine: batch {args.batch_size}, channels-last "
+        f"{args.channels_last}, compile {args.compile}, input cache on"
+    )
     seconds = timings(args, model, raw, x, y, weights, directions, coords, options)
     print(f"engine worker start-up (not timed): {seconds.pop('startup'):.1f} s")
     rate = {name: len(coords) / value for name, value in seconds.items()}
     for name, value in rate.items():
         print(f"{name:<40} {value:8.2f} points/s")
-    best = {kind: max(v for k, v in rate.items() if k.startswith(kind))
-            for kind in ("engine", "plain", "li-style")}  # fmt: skip
+    best = {
+        kind: max(v for k, v in rate.items() if k.startswith(kind))
+        for kind in ("engine", "plain", "li-style")
+    }
     print("(ratios: best engine setting over the best thread setting of each loop)")
     print(f"ratio vs plain loop: {best['engine'] / best['plain']:.2f}")
     print(f"ratio vs li-style loop: {best['engine'] / best['li-style']:.2f}")

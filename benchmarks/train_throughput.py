@@ -155,8 +155,10 @@ def measure_alternately(
     for repeat in range(num_repeats):
         for contender in contenders if repeat % 2 == 0 else contenders[::-1]:
             results[contender.name].append(time_steps(contender, batches, num_steps, clock))
-            print(f"repeat {repeat + 1}: {contender.name} {results[contender.name][-1]:.1f}/s",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"repeat {repeat + 1}: {contender.name} {results[contender.name][-1]:.1f}/s",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -246,20 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
     add("--T", type=int, default=4, help="time steps (default: %(default)s)")
     add("--image-size", type=int, default=32, help="height = width (default: %(default)s)")
     add("--num-classes", type=int, default=10, help="classes (default: %(default)s)")
-    add("--device", default="auto", choices=["auto", "cpu", "cuda"],
-        help="auto: cuda if available (default: %(default)s)")  # fmt: skip
+    add(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: cuda if available (default: %(default)s)",
+    )
     add("--steps", type=int, default=1, help="timed steps per repeat (default: %(default)s)")
     add("--repeats", type=int, default=7, help="alternating repeats (default: %(default)s)")
     add("--warmup", type=int, default=1, help="untimed steps each (default: %(default)s)")
     add("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
-    add("--clock", default="wall", choices=sorted(CLOCKS),
-        help="wall time, or CPU time of the process (CPU only) (default: %(default)s)")  # fmt: skip
+    add(
+        "--clock",
+        default="wall",
+        choices=sorted(CLOCKS),
+        help="wall time, or CPU time of the process (CPU only) (default: %(default)s)",
+    )
     add("--seed", type=int, default=0, help="weights and data seed (default: %(default)s)")
-    add("--only", default="both", choices=["both", OURS, OFFICIAL],
-        help="which implementation(s) to time (default: %(default)s)")  # fmt: skip
+    add(
+        "--only",
+        default="both",
+        choices=["both", OURS, OFFICIAL],
+        help="which implementation(s) to time (default: %(default)s)",
+    )
     flag = lambda name, default, text: add(  # noqa: E731
-        name, action=argparse.BooleanOptionalAction, default=default,
-        help=f"{text} (default: %(default)s)")  # fmt: skip
+        name,
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{text} (default: %(default)s)",
+    )
     flag("--fused-lif", True, "ours: fused LIF Function")
     flag("--static-stem", True, "ours: run the first conv+BN once per image")
     flag("--channels-last", False, "ours: channels-last memory format")

@@ -14,6 +14,7 @@ from landscape.api import (
     trace,
 )
 from landscape.density import gaussian_density, slq_nodes, spectral_density
+from landscape.directions import eigen_directions, random_direction
 from landscape.lanczos import LanczosState, lanczos, ritz, top_eigenvalues
 from landscape.objective import HVP_METHODS, Objective, eval_mode
 from landscape.operators import (
@@ -26,8 +27,8 @@ from landscape.operators import (
     random_vectors,
     require_symmetric,
 )
-from landscape.directions import eigen_directions, random_direction
 from landscape.params import flatten, parameter_groups, select_parameters, unflatten
+from landscape.reset import reset_states, resolve_reset
 from landscape.results import (
     AsymmetryResult,
     DensityResult,
@@ -39,7 +40,6 @@ from landscape.results import (
     save_npz,
     to_plain,
 )
-from landscape.reset import reset_states, resolve_reset
 from landscape.store import Grid
 from landscape.surface import SurfaceEvaluator
 from landscape.surface_io import Surface, load_surface, save_surface

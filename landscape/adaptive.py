@@ -158,12 +158,19 @@ def adaptive_worst_case(
         losses.append(float(objective.loss(w + scale * u)))
         best = max(best, losses[-1])
     return AdaptiveWorstCase(
-        rho=float(rho), p=float(p), eta=float(eta), num_steps=num_steps,
+        rho=float(rho),
+        p=float(p),
+        eta=float(eta),
+        num_steps=num_steps,
         step_fraction=float(step_fraction),
         seed=None if generator is None else int(generator.initial_seed()),
-        value=best - loss_centre, loss_centre=loss_centre, loss_max=best, losses=losses,
-        radius_reached=float(u.norm(p=p)), num_gradients=num_steps,
-    )  # fmt: skip
+        value=best - loss_centre,
+        loss_centre=loss_centre,
+        loss_max=best,
+        losses=losses,
+        radius_reached=float(u.norm(p=p)),
+        num_gradients=num_steps,
+    )
 
 
 @dataclass
@@ -234,8 +241,13 @@ def adaptive_average(
     values = torch.tensor(increases, dtype=torch.float64)
     std = float(values.std()) if num_samples > 1 else float("nan")
     return AdaptiveAverage(
-        rho=float(rho), eta=float(eta), num_samples=num_samples,
+        rho=float(rho),
+        eta=float(eta),
+        num_samples=num_samples,
         seed=None if generator is None else int(generator.initial_seed()),
-        value=float(values.mean()), std=std, stderr=std / math.sqrt(num_samples),
-        loss_centre=loss_centre, increases=increases,
-    )  # fmt: skip
+        value=float(values.mean()),
+        std=std,
+        stderr=std / math.sqrt(num_samples),
+        loss_centre=loss_centre,
+        increases=increases,
+    )

@@ -158,10 +158,16 @@ def perturbation_sharpness(
         increases = (value[1:] - value[0]).view(R, K)  # [R, K]
         std = increases.std(1) if K > 1 else torch.full((R,), float("nan"), dtype=torch.float64)
         results[name] = [
-            PerturbationSharpness(float(r), float(value[0]), float(row.mean()), float(s),
-                                  float(s) / K**0.5, row.tolist())
+            PerturbationSharpness(
+                float(r),
+                float(value[0]),
+                float(row.mean()),
+                float(s),
+                float(s) / K**0.5,
+                row.tolist(),
+            )
             for r, row, s in zip(radii, increases, std)
-        ]  # fmt: skip
+        ]
     return results
 
 
@@ -208,9 +214,15 @@ def quadratic_curvature(
         return {**result, "slope": float(coef[1]), "curvature": float(coef[2])}
     hessian = np.array([[coef[3], coef[5]], [coef[5], coef[4]]])
     low, high = np.linalg.eigvalsh(hessian)
-    return {**result, "curvature": float(np.trace(hessian) / 2), "curvature_xx": float(coef[3]),
-            "curvature_yy": float(coef[4]), "curvature_xy": float(coef[5]),
-            "curvature_min": float(low), "curvature_max": float(high)}  # fmt: skip
+    return {
+        **result,
+        "curvature": float(np.trace(hessian) / 2),
+        "curvature_xx": float(coef[3]),
+        "curvature_yy": float(coef[4]),
+        "curvature_xy": float(coef[5]),
+        "curvature_min": float(low),
+        "curvature_max": float(high),
+    }
 
 
 def basin_width(axis: np.ndarray, values: np.ndarray, threshold: float) -> dict[str, float]:
@@ -247,8 +259,12 @@ def basin_width(axis: np.ndarray, values: np.ndarray, threshold: float) -> dict[
         v0, v1 = values[i], values[i + step]
         fraction = (level - v0) / (v1 - v0) if v1 != v0 else 0.0
         ends.append(axis[i] + fraction * (axis[i + step] - axis[i]))
-    return {"width": float(ends[1] - ends[0]), "left": float(ends[0]), "right": float(ends[1]),
-            "censored": censored}  # fmt: skip
+    return {
+        "width": float(ends[1] - ends[0]),
+        "left": float(ends[0]),
+        "right": float(ends[1]),
+        "censored": censored,
+    }
 
 
 def flat_step_fraction(values: np.ndarray | Tensor) -> float:

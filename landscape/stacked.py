@@ -119,8 +119,16 @@ def _norm(module: nn.Module, tensors: Mapping[str, Tensor | None], K: int) -> Ca
         if x.shape[1] == module.num_features:  # shared input
             x = torch.cat([x] * K, dim=1)
         batch_stats = module.training or flat["running_mean"] is None
-        return F.batch_norm(x, flat["running_mean"], flat["running_var"], flat["weight"],
-                            flat["bias"], batch_stats, 0.0, module.eps)  # fmt: skip
+        return F.batch_norm(
+            x,
+            flat["running_mean"],
+            flat["running_var"],
+            flat["weight"],
+            flat["bias"],
+            batch_stats,
+            0.0,
+            module.eps,
+        )
 
     return forward
 
@@ -200,8 +208,10 @@ def recorded_shapes(modules: Sequence[nn.Module], shapes: dict) -> Iterator[None
 
     def record(module: nn.Module, inputs: tuple, output: Tensor) -> None:
         if module not in shapes:
-            shapes[module] = ([t.shape if isinstance(t, Tensor) else None for t in inputs],
-                              output.shape)  # fmt: skip
+            shapes[module] = (
+                [t.shape if isinstance(t, Tensor) else None for t in inputs],
+                output.shape,
+            )
 
     handles = [module.register_forward_hook(record) for module in modules]
     try:
@@ -243,12 +253,14 @@ def relayed_observer(
         in_dims, out_dim = dims[module]
         for k in range(K):
             before = {name: tuple(value) for name, value in counts.items()}
-            args = tuple(select(t, d, K, k) if isinstance(t, Tensor) else t
-                         for t, d in zip(inputs, in_dims))  # fmt: skip
+            args = tuple(
+                select(t, d, K, k) if isinstance(t, Tensor) else t for t, d in zip(inputs, in_dims)
+            )
             for hook in hooks[module].values():
                 if hook(module, args, select(output, out_dim, K, k)) is not None:
-                    raise RuntimeError("an observer's forward hook returned a value; it may only "
-                                       "observe")  # fmt: skip
+                    raise RuntimeError(
+                        "an observer's forward hook returned a value; it may only observe"
+                    )
             for name, (count, size) in counts.items():
                 rates[k][name][0] += count - before[name][0]
                 rates[k][name][1] += size - before[name][1]

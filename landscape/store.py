@@ -46,8 +46,10 @@ class Grid:
             raise ValueError(f"a grid has 1 or 2 axes, got {len(ranges)}")
         for low, high, num in ranges:
             if int(num) < 1 or not np.isfinite([low, high]).all() or (num > 1 and low >= high):
-                raise ValueError(f"grid range must be low:high:num with low < high, num >= 1; got "
-                                 f"{low}:{high}:{num}")  # fmt: skip
+                raise ValueError(
+                    f"grid range must be low:high:num with low < high, num >= 1; got "
+                    f"{low}:{high}:{num}"
+                )
         return cls(tuple(tuple(np.linspace(lo, hi, int(n)).tolist()) for lo, hi, n in ranges))
 
     @property

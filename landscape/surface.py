@@ -218,8 +218,9 @@ class SurfaceEvaluator:
 
         def cached(inputs: Tensor) -> Tensor:
             if inputs.shape != cache.input_shape:
-                raise RuntimeError(f"input layer got {tuple(inputs.shape)}, cached for "
-                                   f"{tuple(cache.input_shape)}")  # fmt: skip
+                raise RuntimeError(
+                    f"input layer got {tuple(inputs.shape)}, cached for {tuple(cache.input_shape)}"
+                )
             return cache.output(coords)
 
         with stacking.replaced_forward(self.model.get_submodule(self.input_layer), cached):
@@ -240,8 +241,10 @@ class SurfaceEvaluator:
 
                 def cached(inputs: Tensor) -> Tensor:
                     if inputs.shape != cache.input_shape:
-                        raise RuntimeError(f"input layer got {tuple(inputs.shape)}, cached for "
-                                           f"{tuple(cache.input_shape)}")  # fmt: skip
+                        raise RuntimeError(
+                            f"input layer got {tuple(inputs.shape)}, cached for "
+                            f"{tuple(cache.input_shape)}"
+                        )
                     return cache.stacked_output(points, dim)
 
                 stack.enter_context(stacking.replaced_forward(layer, cached))

@@ -26,8 +26,8 @@ from typing import Callable
 from torch import Tensor, nn
 
 from training.layers import SeqToANN, SpikingModel, conv_bn, scaled_channels
-from training.registry import register
 from training.neurons import LIF
+from training.registry import register
 
 __all__ = [
     "BasicBlock",

@@ -27,14 +27,25 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     torch.manual_seed(0)
     model = build("spiking_mlp", **KWARGS)
-    config = {"model": "spiking_mlp", "dataset": "digits", "T": 2, "method": "sdt",
-              "tet_lambda": 0.05, "tet_phi": 1.0, "seed": 0, "input_shape": [1, 8, 8],
-              "num_classes": 10}  # fmt: skip
+    config = {
+        "model": "spiking_mlp",
+        "dataset": "digits",
+        "T": 2,
+        "method": "sdt",
+        "tet_lambda": 0.05,
+        "tet_phi": 1.0,
+        "seed": 0,
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+    }
     good = root / "run" / "last.pt"
     checkpoint.save(good, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
     raw = torch.load(good, weights_only=True)
-    for name, key, value in (("model_str", "model", "x"), ("version_str", "format_version", "1"),
-                             ("config_empty", "config", {})):  # fmt: skip
+    for name, key, value in (
+        ("model_str", "model", "x"),
+        ("version_str", "format_version", "1"),
+        ("config_empty", "config", {}),
+    ):
         bad = copy.deepcopy(raw)
         bad[key] = value
         torch.save(bad, root / f"{name}.pt")

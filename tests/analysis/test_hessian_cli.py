@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analysis.inputs import DataSpec, load_objective
 from analysis.hessian import main
+from analysis.inputs import DataSpec, load_objective
 from tests.conftest import REPO
 from training import checkpoint
 from training.models import build
@@ -23,9 +23,17 @@ FAST = ["--samples", "48", "--batch-size", "20", "--dtype", "float64", "--quiet"
 def _save(path, method: str, seed: int) -> None:
     torch.manual_seed(seed)
     model = build("spiking_mlp", **KWARGS)
-    config = {"model": "spiking_mlp", "dataset": "digits", "T": 2, "method": method,
-              "tet_lambda": 0.05, "tet_phi": 1.0, "seed": seed, "input_shape": [1, 8, 8],
-              "num_classes": 10}  # fmt: skip
+    config = {
+        "model": "spiking_mlp",
+        "dataset": "digits",
+        "T": 2,
+        "method": method,
+        "tet_lambda": 0.05,
+        "tet_phi": 1.0,
+        "seed": seed,
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+    }
     checkpoint.save(path, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
 
 
@@ -65,8 +73,23 @@ def test_writes_json_csv_density_and_table(checkpoints, tmp_path, capsys):
 
 
 def test_eigenvalues_match_the_dense_hessian(checkpoints, tmp_path):
-    assert main([str(checkpoints[0]), *FAST, "--top-k", "3", "--tol", "1e-6", "--trace",
-                 "none", "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                str(checkpoints[0]),
+                *FAST,
+                "--top-k",
+                "3",
+                "--tol",
+                "1e-6",
+                "--trace",
+                "none",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     top = json.loads((tmp_path / "hessian.json").read_text())["results"][0]["top"]["eigenvalues"]
     objective = load_objective(checkpoints[0], DataSpec(samples=48), dtype=torch.float64).objective
     dense = torch.stack([objective.hvp(e) for e in torch.eye(objective.num_params).double()])
@@ -87,12 +110,42 @@ def test_batch_size_does_not_change_results(checkpoints, tmp_path):
 
 def test_time_step_and_sg_jacobian(checkpoints, tmp_path):
     out = tmp_path / "t1"
-    assert main([str(checkpoints[0]), *FAST, "--time-step", "1", "--top-k", "1",
-                 "--num-matvecs", "6", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                str(checkpoints[0]),
+                *FAST,
+                "--time-step",
+                "1",
+                "--top-k",
+                "1",
+                "--num-matvecs",
+                "6",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "hessian.json").read_text())["results"][0]["loss"] == "ce_t1"
     out = tmp_path / "sg"
-    assert main([str(checkpoints[0]), *FAST, "--operator", "sg-jacobian", "--num-matvecs", "6",
-                 "--asymmetry-probes", "3", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                str(checkpoints[0]),
+                *FAST,
+                "--operator",
+                "sg-jacobian",
+                "--num-matvecs",
+                "6",
+                "--asymmetry-probes",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "hessian.json").read_text())["results"][0]
     assert record["curvature"] == "sg_field_jacobian_fd" and record["asymmetry"]["relative"] > 0
     assert "top" not in record and "trace" in record

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from analysis import plots_study, study_results
+from analysis.study_design import MARGINS, SCALES, margin_for, population_cells
 from analysis.study_report import render
 from analysis.style import save_figure
-from analysis.study_design import MARGINS, SCALES, margin_for, population_cells
 
 
 def test_full_scale_meets_the_issue():
@@ -27,10 +27,22 @@ def test_relative_margin_is_a_share_of_the_sdt_mean():
 
 def test_paired_and_population_tables_on_hand_made_runs():
     seeds = range(8)
-    rows = [{"method": m, "seed": s, "test_acc": 0.9 + 0.01 * (m == "tet") + 0.001 * s,
-             "acc_gap": 0.02, "loss_gap": 0.1 + 0.001 * s, "loss": m, "T": 4, "lr": 0.005,
-             "batch_size": 64 if s % 2 else 128, "lambda_max/l_sdt": 1.0 + s + (m == "tet")}
-            for m in ("sdt", "tet") for s in seeds]  # fmt: skip
+    rows = [
+        {
+            "method": m,
+            "seed": s,
+            "test_acc": 0.9 + 0.01 * (m == "tet") + 0.001 * s,
+            "acc_gap": 0.02,
+            "loss_gap": 0.1 + 0.001 * s,
+            "loss": m,
+            "T": 4,
+            "lr": 0.005,
+            "batch_size": 64 if s % 2 else 128,
+            "lambda_max/l_sdt": 1.0 + s + (m == "tet"),
+        }
+        for m in ("sdt", "tet")
+        for s in seeds
+    ]
     frame = pd.DataFrame(rows)
     table = study_results.paired_table(frame).set_index("metric")
     assert table.loc["test_acc", "verdict"] == "holds"
@@ -42,9 +54,17 @@ def test_paired_and_population_tables_on_hand_made_runs():
 
 
 def test_report_states_scale_references_and_every_setting():
-    rows = [{"method": m, "seed": s, "test_acc": 0.95 + 0.01 * (m == "tet") + 0.002 * s,
-             "acc_gap": 0.02, "loss_gap": 0.1}
-            for m in ("sdt", "tet") for s in range(4)]  # fmt: skip
+    rows = [
+        {
+            "method": m,
+            "seed": s,
+            "test_acc": 0.95 + 0.01 * (m == "tet") + 0.002 * s,
+            "acc_gap": 0.02,
+            "loss_gap": 0.1,
+        }
+        for m in ("sdt", "tet")
+        for s in range(4)
+    ]
     paired = {"mnist1d": study_results.paired_table(pd.DataFrame(rows))}
     settings = {"scale": "demo", "seeds": 4, "population_runs": 8}
     configs = {"mnist1d": {"model": "mnist1d_snn", "T": 4}}
@@ -64,15 +84,39 @@ def test_report_states_scale_references_and_every_setting():
 def test_study_figures_are_byte_identical_when_redrawn(tmp_path):
     # the strip plot jitters and the per-step bands bootstrap: both must be seeded, and the PDF
     # must carry no creation date
-    differences = pd.DataFrame({"scaled": [0.1, -0.4, 0.3, 1.2], "metric": ["a", "a", "b", "b"],
-                                "benchmark": ["digits"] * 4})  # fmt: skip
-    table = pd.DataFrame({"metric": ["a", "b"], "benchmark": ["digits"] * 2, "ci_low": [-1.0, 0.0],
-                          "ci_high": [1.0, 2.0], "delta": [1.0, 1.0]})  # fmt: skip
-    steps = pd.DataFrame([{"run": f"r{s}{m}", "method": m, "seed": s, "loss": loss, "t": t,
-                           "measure": measure, "value": 1.0 + s + (t or 0) * (m == "sdt")}
-                          for s in range(4) for m in ("sdt", "tet") for measure in
-                          ("lambda_max", "trace") for loss, t in
-                          (("ce_t0", 0), ("ce_t1", 1), ("sdt", None), ("tet", None))])  # fmt: skip
+    differences = pd.DataFrame(
+        {
+            "scaled": [0.1, -0.4, 0.3, 1.2],
+            "metric": ["a", "a", "b", "b"],
+            "benchmark": ["digits"] * 4,
+        }
+    )
+    table = pd.DataFrame(
+        {
+            "metric": ["a", "b"],
+            "benchmark": ["digits"] * 2,
+            "ci_low": [-1.0, 0.0],
+            "ci_high": [1.0, 2.0],
+            "delta": [1.0, 1.0],
+        }
+    )
+    steps = pd.DataFrame(
+        [
+            {
+                "run": f"r{s}{m}",
+                "method": m,
+                "seed": s,
+                "loss": loss,
+                "t": t,
+                "measure": measure,
+                "value": 1.0 + s + (t or 0) * (m == "sdt"),
+            }
+            for s in range(4)
+            for m in ("sdt", "tet")
+            for measure in ("lambda_max", "trace")
+            for loss, t in (("ce_t0", 0), ("ce_t1", 1), ("sdt", None), ("tet", None))
+        ]
+    )
     drawn = []
     for attempt in range(2):
         np.random.seed(attempt)  # whatever the global state, the figures are the same

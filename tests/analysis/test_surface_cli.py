@@ -34,9 +34,17 @@ def _save(path, method: str, seed: int, scale: float = 1.0) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)
-    config = {"model": "spiking_mlp", "dataset": "digits", "T": 2, "method": method,
-              "tet_lambda": 0.05, "tet_phi": 1.0, "seed": seed, "input_shape": [1, 8, 8],
-              "num_classes": 10}  # fmt: skip
+    config = {
+        "model": "spiking_mlp",
+        "dataset": "digits",
+        "T": 2,
+        "method": method,
+        "tet_lambda": 0.05,
+        "tet_phi": 1.0,
+        "seed": seed,
+        "input_shape": [1, 8, 8],
+        "num_classes": 10,
+    }
     checkpoint.save(path, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
 
 
@@ -58,14 +66,21 @@ def plain_losses(path, samples: int = 40) -> dict[str, float]:
     with torch.no_grad():
         outputs = model.double()(dataset.x_train[index].double())
     terms = loss_terms(outputs, dataset.y_train[index], 0.05, 1.0)
-    return {"l_sdt": terms["l_sdt"].item(), "l_tet": terms["l_tet"].item(),
-            "accuracy": terms["correct"].item() / samples}  # fmt: skip
+    return {
+        "l_sdt": terms["l_sdt"].item(),
+        "l_tet": terms["l_tet"].item(),
+        "accuracy": terms["correct"].item() / samples,
+    }
 
 
 def test_help():
     for script in ("surface.py", "sharpness.py"):
-        result = subprocess.run([sys.executable, str(REPO / "analysis" / script), "--help"],
-                                capture_output=True, text=True, env=ENV)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, str(REPO / "analysis" / script), "--help"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
         assert result.returncode == 0 and "(default:" in result.stdout
 
 
@@ -117,14 +132,45 @@ def test_interpolation_reproduces_both_checkpoints(runs, tmp_path):
 
 def test_pca_trajectory_and_eigen_directions(runs, tmp_path):
     ckpt = runs / "sdt" / "last.pt"
-    assert surface.main([str(ckpt), "--directions", f"pca:{runs / 'sdt'}", "--x", "-2:2:3",
-                         "--y", "-1:1:3", *FAST, "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        surface.main(
+            [
+                str(ckpt),
+                "--directions",
+                f"pca:{runs / 'sdt'}",
+                "--x",
+                "-2:2:3",
+                "--y",
+                "-1:1:3",
+                *FAST,
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     pca = load_surface(tmp_path / "surface_last_pca_2d.json")
     assert pca.extras["trajectory"].shape == (3, 2)
     assert sum(pca.metadata["directions"]["explained_variance_ratio"]) == pytest.approx(1.0)
     assert (tmp_path / "surface_last_pca_2d_contour.png").exists()
-    assert surface.main([str(ckpt), "--dim", "1", "--directions", "eigen", "--x", "-1:1:3",
-                         *FAST, "--out", str(tmp_path), "--no-plots"]) == 0  # fmt: skip
+    assert (
+        surface.main(
+            [
+                str(ckpt),
+                "--dim",
+                "1",
+                "--directions",
+                "eigen",
+                "--x",
+                "-1:1:3",
+                *FAST,
+                "--out",
+                str(tmp_path),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     eigen = load_surface(tmp_path / "surface_last_eigen_1d.json").metadata["directions"]
     assert eigen["curvature"] == "autograd_surrogate_hessian" and eigen["converged"] == [True]
     assert eigen["norms"] == pytest.approx([1.0], abs=1e-12)
@@ -159,14 +205,27 @@ def test_unreadable_checkpoint_fails_in_one_line(tmp_path, capsys):
 
 def _run(args: list[str], **kwargs) -> subprocess.Popen:
     command = [sys.executable, str(REPO / "analysis" / "surface.py"), *args]
-    return subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def test_resume_after_sigkill_gives_the_identical_surface(runs, tmp_path):
     ckpt = str(runs / "sdt" / "last.pt")
-    args = [ckpt, "--x", "-1:1:41", "--y", "-1:1:31", "--samples", "64", "--chunk-size", "20",
-            "--quiet", "--no-plots", "--out"]  # fmt: skip
+    args = [
+        ckpt,
+        "--x",
+        "-1:1:41",
+        "--y",
+        "-1:1:31",
+        "--samples",
+        "64",
+        "--chunk-size",
+        "20",
+        "--quiet",
+        "--no-plots",
+        "--out",
+    ]
     parts = tmp_path / "killed" / "surface_last_random_2d.parts"
     process = _run([*args, str(tmp_path / "killed")])
     deadline = time.time() + 120
@@ -191,9 +250,18 @@ def test_resume_after_sigkill_gives_the_identical_surface(runs, tmp_path):
 def test_torchrun_two_processes_equal_one(runs, tmp_path):
     ckpt = str(runs / "tet" / "last.pt")
     args = [ckpt, "--x", "-1:1:7", "--y", "-1:1:4", *FAST, "--chunk-size", "3", "--no-plots"]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node", "2", str(REPO / "analysis" / "surface.py"),
-               *args, "--out", str(tmp_path / "two")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "analysis" / "surface.py"),
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert surface.main([*args, "--out", str(tmp_path / "one")]) == 0
@@ -205,8 +273,25 @@ def test_torchrun_two_processes_equal_one(runs, tmp_path):
 
 def test_sharpness_cli(runs, tmp_path, capsys):
     ckpt = str(runs / "sdt" / "last.pt")
-    assert sharpness.main([ckpt, *FAST, "--draws", "3", "--radius", "0.1", "--epsilon", "1e-3",
-                           "--ascent-steps", "2", "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        sharpness.main(
+            [
+                ckpt,
+                *FAST,
+                "--draws",
+                "3",
+                "--radius",
+                "0.1",
+                "--epsilon",
+                "1e-3",
+                "--ascent-steps",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = pd.read_csv(tmp_path / "sharpness.csv")
     assert set(rows.measure) == {"epsilon_sharpness", "random_perturbation"}
     assert {"l_sdt", "l_tet", "accuracy", "firing_rate"} <= set(rows.metric)
@@ -234,8 +319,10 @@ def test_plots_render_non_square_fig2_and_3d(tmp_path):
     ]
     three_d = plots_surface.plot_2d(sdt, "surface3d")
     assert three_d.axes[0].name == "3d" and three_d.axes[0].collections  # Axes3D(fig) drew nothing
-    paths = plots_surface.save_figure(plots_surface.plot_1d(Surface(axes[:1], {
-        k: v[:, 1] for k, v in values.items()}, meta)), tmp_path / "curve")  # fmt: skip
+    paths = plots_surface.save_figure(
+        plots_surface.plot_1d(Surface(axes[:1], {k: v[:, 1] for k, v in values.items()}, meta)),
+        tmp_path / "curve",
+    )
     assert all(path.stat().st_size > 1000 for path in paths)
     with pytest.raises(ValueError, match="2-D surface"):
         plots_surface.plot_2d(sdt, "wireframe")

@@ -41,6 +41,18 @@ def test_timesteps_bad_input(tmp_path):
 
 
 def test_amp_and_channels_last_train_on_cpu(tmp_path):
-    argv = ["--method", "sdt", "--epochs", "1", "--steps-per-epoch", "2", "--quiet", "--amp",
-            "--channels-last", "--no-eval-train", "--out", str(tmp_path)]  # fmt: skip
+    argv = [
+        "--method",
+        "sdt",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--quiet",
+        "--amp",
+        "--channels-last",
+        "--no-eval-train",
+        "--out",
+        str(tmp_path),
+    ]
     assert train(argv) == 0

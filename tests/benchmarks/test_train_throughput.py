@@ -1,7 +1,7 @@
 """Smoke tests of the throughput benchmark, its official-style baseline and the GPU check script."""
 
-import re
 import importlib
+import re
 import shlex
 import subprocess
 import sys
@@ -53,8 +53,11 @@ def test_cli_errors_and_help():
         bench.main(["--steps", "0"])
     result = subprocess.run(
         [sys.executable, "benchmarks/train_throughput.py", "--help"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "--channels-last" in result.stdout and "(default: 0.25)" in result.stdout
 
 
@@ -68,7 +71,7 @@ def test_gpu_check_commands_parse_and_run_tiny_on_cpu(capsys):
     modules = [line.split()[0] for line in printed]
     assert (
         modules.count("train_throughput") == 5
-        and sum("--compile" in l.split() for l in printed) == 2
+        and sum("--compile" in line.split() for line in printed) == 2
     )
     assert {"hessian_batched", "surface_gpu"} <= set(modules)
     for line in printed:

@@ -86,17 +86,22 @@ def test_two_batchings_give_the_same_numbers(cnn_data):
             p.add_(0.3 * torch.randn_like(p))
     results = []
     for problem in _batchings(cnn_data):
-        results.append([
-            ls.eigenvalues(model, top_n=2, tol=1e-10, **problem).eigenvalues,
-            torch.tensor(ls.trace(model, num_matvecs=12, **problem).mean),
-            ls.density(model, num_steps=8, num_repeats=2, **problem).nodes,
-            torch.tensor(ls.random_plane(model, steps=3, **problem).values["loss"]),
-            torch.tensor(ls.eigen_plane(model, steps=3, tol=1e-10, **problem).values["loss"]),
-            torch.tensor(ls.interpolate(model, other, steps=3, **problem).values["loss"]),
-            torch.tensor(ls.sharpness(model, num_steps=2, **problem).losses),
-            torch.tensor(ls.sharpness(model, kind="adaptive_average", num_samples=2,
-                                      radius=0.1, **problem).increases),
-        ])  # fmt: skip
+        results.append(
+            [
+                ls.eigenvalues(model, top_n=2, tol=1e-10, **problem).eigenvalues,
+                torch.tensor(ls.trace(model, num_matvecs=12, **problem).mean),
+                ls.density(model, num_steps=8, num_repeats=2, **problem).nodes,
+                torch.tensor(ls.random_plane(model, steps=3, **problem).values["loss"]),
+                torch.tensor(ls.eigen_plane(model, steps=3, tol=1e-10, **problem).values["loss"]),
+                torch.tensor(ls.interpolate(model, other, steps=3, **problem).values["loss"]),
+                torch.tensor(ls.sharpness(model, num_steps=2, **problem).losses),
+                torch.tensor(
+                    ls.sharpness(
+                        model, kind="adaptive_average", num_samples=2, radius=0.1, **problem
+                    ).increases
+                ),
+            ]
+        )
     for other_results in results[1:]:
         for first, second in zip(results[0], other_results):
             torch.testing.assert_close(second, first, rtol=1e-12, atol=1e-12)
@@ -181,8 +186,9 @@ def test_spikingjelly_reset_is_found_and_needed():
         _dense_hessian(model, _sj_criterion, batches, functional.reset_net)
     ).flip(0)[:2]
     top = ls.eigenvalues(model, _sj_criterion, batches, top_n=2, tol=1e-10)
-    manual_top = ls.eigenvalues(model, _sj_criterion, batches, top_n=2, tol=1e-10,
-                                reset=functional.reset_net)  # fmt: skip
+    manual_top = ls.eigenvalues(
+        model, _sj_criterion, batches, top_n=2, tol=1e-10, reset=functional.reset_net
+    )
     torch.testing.assert_close(top.eigenvalues, manual_top.eigenvalues, rtol=1e-12, atol=0)
     torch.testing.assert_close(top.eigenvalues, exact, rtol=1e-9, atol=1e-12)
     wrong = ls.eigenvalues(model, _sj_criterion, batches, top_n=2, tol=1e-10, reset=False)

@@ -93,8 +93,10 @@ def test_difference_includes_float_buffers_only():
 def test_pca_matches_sklearn_and_reconstructs_a_planar_trajectory(generator):
     from sklearn.decomposition import PCA
 
-    centre = {"a": torch.randn(5, 3, generator=generator, dtype=torch.float64),
-              "b": torch.randn(4, generator=generator, dtype=torch.float64)}  # fmt: skip
+    centre = {
+        "a": torch.randn(5, 3, generator=generator, dtype=torch.float64),
+        "b": torch.randn(4, generator=generator, dtype=torch.float64),
+    }
     basis = torch.linalg.qr(torch.randn(19, 2, generator=generator, dtype=torch.float64))[0]
     coords = torch.randn(6, 2, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 1.0])
     flat = torch.cat([centre["a"].reshape(-1), centre["b"]])

@@ -10,8 +10,8 @@ import torch
 
 from landscape import (
     EigenResult,
-    atomic_write,
     TraceResult,
+    atomic_write,
     load_json,
     save_json,
     save_npz,

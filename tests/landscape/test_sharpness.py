@@ -40,8 +40,13 @@ def quadratic_objective(h: torch.Tensor) -> Objective:
 def test_epsilon_sharpness_reaches_the_box_maximum_of_a_quadratic():
     h = torch.tensor([1.0, 4.0, 0.5], dtype=torch.float64)
     objective, epsilon = quadratic_objective(h), 0.1
-    result = epsilon_sharpness(objective, epsilon, num_steps=8, step_fraction=0.5,
-                               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    result = epsilon_sharpness(
+        objective,
+        epsilon,
+        num_steps=8,
+        step_fraction=0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
     # |y_i| <= eps (|w_i| + 1) = 0.2 at w = 1; the maximum is at a vertex: sum_i h_i 0.2^2.
     exact = float((h * 0.2**2).sum())
     assert result.loss_centre == 0.0 and result.loss_max == pytest.approx(exact, rel=1e-12)
@@ -51,8 +56,9 @@ def test_epsilon_sharpness_reaches_the_box_maximum_of_a_quadratic():
 
 def test_epsilon_sharpness_never_leaves_the_box():
     objective = quadratic_objective(torch.tensor([1.0, 2.0]))
-    result = epsilon_sharpness(objective, 0.05, num_steps=5, step_fraction=3.0,
-                               generator=torch.Generator().manual_seed(1))  # fmt: skip
+    result = epsilon_sharpness(
+        objective, 0.05, num_steps=5, step_fraction=3.0, generator=torch.Generator().manual_seed(1)
+    )
     assert max(result.losses) <= 3 * (0.05 * 2) ** 2 + 1e-15
     with pytest.raises(ValueError, match="must be > 0"):
         epsilon_sharpness(objective, 0.0)
@@ -66,17 +72,22 @@ def test_perturbation_sharpness_matches_direct_evaluation():
         return {"loss": outputs.pow(2).sum(1).sum()}
 
     generator = torch.Generator().manual_seed(2)
-    found = [{"weight": torch.randn(2, 3, generator=generator, dtype=torch.float64)}
-             for _ in range(3)]  # fmt: skip
+    found = [
+        {"weight": torch.randn(2, 3, generator=generator, dtype=torch.float64)} for _ in range(3)
+    ]
     evaluator = SurfaceEvaluator(model, found, [(x, torch.zeros(5))], squares)
     [small, large] = perturbation_sharpness(evaluator, [0.1, 0.5])["loss"]
     with torch.no_grad():
         centre = model(x).pow(2).sum(1).mean().item()
         increases = [
             (torch.nn.functional.linear(x, model.weight + 0.5 * d["weight"], model.bias))
-            .pow(2).sum(1).mean().item() - centre
+            .pow(2)
+            .sum(1)
+            .mean()
+            .item()
+            - centre
             for d in found
-        ]  # fmt: skip
+        ]
     assert large.centre == pytest.approx(centre, rel=1e-12)
     np.testing.assert_allclose(large.increases, increases, rtol=1e-10)
     assert large.mean == pytest.approx(np.mean(increases), rel=1e-10)

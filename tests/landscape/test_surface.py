@@ -108,8 +108,9 @@ def recompute_bn(net: nn.Module, bn_batches) -> None:
 def assert_equal_metrics(values: dict, expected: dict, rtol: float = RTOL) -> None:
     assert sorted(values) == sorted(expected)
     for key in expected:
-        np.testing.assert_allclose(np.asarray(values[key]), expected[key], rtol=rtol, atol=1e-12,
-                                   err_msg=f"metric {key}")  # fmt: skip
+        np.testing.assert_allclose(
+            np.asarray(values[key]), expected[key], rtol=rtol, atol=1e-12, err_msg=f"metric {key}"
+        )
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -118,9 +119,15 @@ def test_engine_equals_pointwise_loop(name, use_input_cache, use_channels_last):
     model, batches = make_model(name), make_batches()
     found = directions_for(model)
     coords = Grid.linspace((-1, 1, 3), (-0.5, 1, 2)).coordinates()  # non-square
-    evaluator = SurfaceEvaluator(model, found, batches, metrics, observer=spike_counter,
-                                 use_input_cache=use_input_cache,
-                                 use_channels_last=use_channels_last)  # fmt: skip
+    evaluator = SurfaceEvaluator(
+        model,
+        found,
+        batches,
+        metrics,
+        observer=spike_counter,
+        use_input_cache=use_input_cache,
+        use_channels_last=use_channels_last,
+    )
     values = evaluator.evaluate(coords)
     assert_equal_metrics(values, reference(model, found, batches, coords))
     expected_layer = {"mlp": "layers.1.0", "cnn": "features.0.0"}[name]
@@ -132,8 +139,15 @@ def test_bn_recompute_equals_textbook_recomputation():
     bn_batches = [x for x, _ in make_batches(seed=9, sizes=(6, 4))]
     found = directions_for(model)
     coords = torch.tensor([[0.0, 0.0], [0.5, -0.25]], dtype=torch.float64)
-    evaluator = SurfaceEvaluator(model, found, batches, metrics, observer=spike_counter,
-                                 bn_mode="recompute", bn_batches=bn_batches)  # fmt: skip
+    evaluator = SurfaceEvaluator(
+        model,
+        found,
+        batches,
+        metrics,
+        observer=spike_counter,
+        bn_mode="recompute",
+        bn_batches=bn_batches,
+    )
     values = evaluator.evaluate(coords)
     assert_equal_metrics(values, reference(model, found, batches, coords, bn_batches))
     eval_values = SurfaceEvaluator(model, found, batches, metrics).evaluate(coords)
@@ -176,10 +190,16 @@ def test_model_is_never_mutated():
     momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     grads = [p.requires_grad for p in model.parameters()]
     for bn_mode, points_per_forward in (("eval", 1), ("recompute", 1), ("eval", 2)):
-        evaluator = SurfaceEvaluator(model, directions_for(model), batches, metrics,
-                                     observer=spike_counter, bn_mode=bn_mode,
-                                     bn_batches=[batches[0][0]],
-                                     points_per_forward=points_per_forward)  # fmt: skip
+        evaluator = SurfaceEvaluator(
+            model,
+            directions_for(model),
+            batches,
+            metrics,
+            observer=spike_counter,
+            bn_mode=bn_mode,
+            bn_batches=[batches[0][0]],
+            points_per_forward=points_per_forward,
+        )
         evaluator.evaluate(torch.ones(2, 2))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -285,9 +305,16 @@ def test_stacked_points_equal_pointwise_loop(name, bn_mode):
     bn_batches = [x for x, _ in make_batches(seed=9, sizes=(6, 4))]
     kwargs = dict(observer=spike_counter, bn_mode=bn_mode, bn_batches=bn_batches)
     for cache, channels_last in ((True, True), (False, False)):
-        evaluator = SurfaceEvaluator(model, found, batches, metrics, points_per_forward=4,
-                                     use_input_cache=cache, use_channels_last=channels_last,
-                                     **kwargs)  # fmt: skip
+        evaluator = SurfaceEvaluator(
+            model,
+            found,
+            batches,
+            metrics,
+            points_per_forward=4,
+            use_input_cache=cache,
+            use_channels_last=channels_last,
+            **kwargs,
+        )
         values = evaluator.evaluate(coords)
         assert evaluator.stacking == "up to 4 points per forward"
         single = SurfaceEvaluator(model, found, batches, metrics, points_per_forward=1, **kwargs)

@@ -48,8 +48,13 @@ def _cifar(root, case: str):
 
 def _npz(path, shape):
     rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.random((8, *shape)), y_train=np.arange(8) % 2,
-             x_test=rng.random((4, *shape)), y_test=np.arange(4) % 2)  # fmt: skip
+    np.savez(
+        path,
+        x_train=rng.random((8, *shape)),
+        y_train=np.arange(8) % 2,
+        x_test=rng.random((4, *shape)),
+        y_test=np.arange(4) % 2,
+    )
     return path
 
 
@@ -80,17 +85,37 @@ CASES = [
     ("config-bool", ["--config", "{tmp}/bool.json"], 2, "augment must be true or false"),
     ("config-method", ["--config", "{tmp}/method.json"], 2, "method must be one of sdt, tet"),
     ("config-unknown", ["--config", "{tmp}/unknown.json"], 2, "unknown config field(s) ['lrr']"),
-    ("npz-shape", ["--dataset", "npz", "--data-root", "{tmp}/flat.npz", "--model", "spiking_mlp"],
-     2, "model spiking_mlp on npz samples of shape [1, 1, 40] fails: mat1 and mat2 shapes"),
-    ("npz-labels", ["--dataset", "npz", "--data-root", "{tmp}/labels.npz"], 1,
-     "y_train has shape [7] for x_train of shape [8, 1, 8, 8]"),
-    ("cifar-codec", ["--dataset", "cifar10", "--data-root", "{tmp}/codec", "--model",
-                     "spiking_mlp"], 1, "not a valid CIFAR python batch: unknown encoding"),
-    ("cifar-labels", ["--dataset", "cifar10", "--data-root", "{tmp}/labels", "--model",
-                      "spiking_mlp"], 1, "labels range over 0..10; expected 0..9"),
-    ("cifar-count", ["--dataset", "cifar10", "--data-root", "{tmp}/count", "--model",
-                     "spiking_mlp"], 1, "2 labels for 4 images; expected one label per image"),
-]  # fmt: skip
+    (
+        "npz-shape",
+        ["--dataset", "npz", "--data-root", "{tmp}/flat.npz", "--model", "spiking_mlp"],
+        2,
+        "model spiking_mlp on npz samples of shape [1, 1, 40] fails: mat1 and mat2 shapes",
+    ),
+    (
+        "npz-labels",
+        ["--dataset", "npz", "--data-root", "{tmp}/labels.npz"],
+        1,
+        "y_train has shape [7] for x_train of shape [8, 1, 8, 8]",
+    ),
+    (
+        "cifar-codec",
+        ["--dataset", "cifar10", "--data-root", "{tmp}/codec", "--model", "spiking_mlp"],
+        1,
+        "not a valid CIFAR python batch: unknown encoding",
+    ),
+    (
+        "cifar-labels",
+        ["--dataset", "cifar10", "--data-root", "{tmp}/labels", "--model", "spiking_mlp"],
+        1,
+        "labels range over 0..10; expected 0..9",
+    ),
+    (
+        "cifar-count",
+        ["--dataset", "cifar10", "--data-root", "{tmp}/count", "--model", "spiking_mlp"],
+        1,
+        "2 labels for 4 images; expected one label per image",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +177,12 @@ def test_divergence_at_a_huge_learning_rate_fails_with_the_message(tmp_path, cap
 
 
 @pytest.mark.parametrize(
-    "argv,message", [(["--T", "0"], "--T must be >= 1, got 0"),
-                     (["--tet-lambda", "2"], "--tet-lambda must be in [0, 1]")]
-)  # fmt: skip
+    "argv,message",
+    [
+        (["--T", "0"], "--T must be >= 1, got 0"),
+        (["--tet-lambda", "2"], "--tet-lambda must be in [0, 1]"),
+    ],
+)
 def test_import_official_refuses_bad_flags_before_reading(tmp_path, capsys, argv, message):
     out = tmp_path / "x.pt"
     with pytest.raises(SystemExit) as exit:

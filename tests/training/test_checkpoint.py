@@ -7,8 +7,17 @@ import torch
 from training import checkpoint, models
 from training.errors import CheckpointError
 
-CONFIG = {"model": "digits_snn", "dataset": "digits", "T": 2, "method": "tet", "tet_lambda": 0.05,
-          "tet_phi": 1.0, "seed": 0, "input_shape": [1, 8, 8], "num_classes": 10}  # fmt: skip
+CONFIG = {
+    "model": "digits_snn",
+    "dataset": "digits",
+    "T": 2,
+    "method": "tet",
+    "tet_lambda": 0.05,
+    "tet_phi": 1.0,
+    "seed": 0,
+    "input_shape": [1, 8, 8],
+    "num_classes": 10,
+}
 
 
 def _saved(tmp_path, **state):

@@ -29,8 +29,12 @@ def test_digits_split_is_stratified_fixed_and_scaled():
 
 
 def _write_cifar_batch(path, data, labels, key=b"labels"):
-    batch = {b"batch_label": b"testing batch", key: labels, b"data": data,
-             b"filenames": [b"f%d.png" % i for i in range(len(labels))]}  # fmt: skip
+    batch = {
+        b"batch_label": b"testing batch",
+        key: labels,
+        b"data": data,
+        b"filenames": [b"f%d.png" % i for i in range(len(labels))],
+    }
     with open(path, "wb") as handle:
         pickle.dump(batch, handle, protocol=2)
 
@@ -93,8 +97,13 @@ def test_missing_cifar_files_are_named(tmp_path):
 
 def test_npz_dataset_round_trip_and_errors(tmp_path):
     path = tmp_path / "mine.npz"
-    np.savez(path, x_train=np.zeros((4, 2, 5, 5), np.float32), y_train=np.array([0, 1, 2, 1]),
-             x_test=np.ones((2, 2, 5, 5), np.float32), y_test=np.array([2, 0]))  # fmt: skip
+    np.savez(
+        path,
+        x_train=np.zeros((4, 2, 5, 5), np.float32),
+        y_train=np.array([0, 1, 2, 1]),
+        x_test=np.ones((2, 2, 5, 5), np.float32),
+        y_test=np.array([2, 0]),
+    )
     ds = load_npz(path)
     assert ds.num_classes == 3 and ds.input_shape == (2, 5, 5) and ds.x_test.sum() == 100
     np.savez(tmp_path / "bad.npz", x_train=np.zeros((1, 1, 2, 2)))

@@ -18,10 +18,17 @@ ARGS = ["--method", "tet", "--epochs", "1", "--quiet", "--no-eval-train", "--out
 def _run(out, model, nproc):
     launcher = [sys.executable, str(REPO / "training" / "run.py")]
     if nproc > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={nproc}", str(REPO / "training" / "run.py")]  # fmt: skip
-    result = subprocess.run([*launcher, "--model", model, *ARGS, str(out)], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            str(REPO / "training" / "run.py"),
+        ]
+    result = subprocess.run(
+        [*launcher, "--model", model, *ARGS, str(out)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = out.iterdir()
     return run

@@ -50,8 +50,13 @@ def test_tet_equals_sdt_when_outputs_are_constant_over_time():
 
 
 @settings(max_examples=60, deadline=None)
-@given(T=st.integers(1, 5), B=st.integers(1, 4), C=st.integers(2, 5), seed=st.integers(0, 10**6),
-       scale=st.floats(0.01, 30.0))  # fmt: skip
+@given(
+    T=st.integers(1, 5),
+    B=st.integers(1, 4),
+    C=st.integers(2, 5),
+    seed=st.integers(0, 10**6),
+    scale=st.floats(0.01, 30.0),
+)
 def test_sdt_never_exceeds_tet_without_mse(T, B, C, seed, scale):
     # Lemma 4.1 via Jensen on the concave log-softmax.
     g = torch.Generator().manual_seed(seed)

@@ -20,9 +20,25 @@ from training.errors import ConfigError
 
 RUN = [sys.executable, str(REPO / "training" / "run.py")]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-TINY = ["--dataset", "mnist1d", "--model", "mnist1d_snn", "--mnist1d-samples", "100",
-        "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "16", "--quiet",
-        "--no-eval-train", "--no-gradient-stats", "--device", "cpu"]  # fmt: skip
+TINY = [
+    "--dataset",
+    "mnist1d",
+    "--model",
+    "mnist1d_snn",
+    "--mnist1d-samples",
+    "100",
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--batch-size",
+    "16",
+    "--quiet",
+    "--no-eval-train",
+    "--no-gradient-stats",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +141,9 @@ def test_encodings_shapes_and_normalization(root):
 
 @pytest.mark.parametrize("encoding", ["static", "sequence"])
 def test_model_handles_both_encodings(root, encoding):
-    config = TrainConfig(dataset="mnist1d", data_root=str(root), mnist1d_samples=100,
-                         encoding=encoding, T=8)  # fmt: skip
+    config = TrainConfig(
+        dataset="mnist1d", data_root=str(root), mnist1d_samples=100, encoding=encoding, T=8
+    )
     data = dataset_for(vars(config))
     x, _ = next(TensorLoader(data.x_train, data.y_train, 5).batches())
     assert x.shape == ((5, 1, 1, 40) if encoding == "static" else (8, 5, 1, 1, 5))
@@ -174,8 +191,9 @@ def test_cli_trains_tiny_split_and_sdt_tet_share_initial_weights(tmp_path, encod
         "--encoding",
         encoding,
     ]
-    out = subprocess.run([*RUN, *args, "--save-every", "1"], env=ENV, capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [*RUN, *args, "--save-every", "1"], env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert [line.split()[0] for line in out.stdout.splitlines()[1:]] == ["SDT", "TET"]
     runs = {m: tmp_path / f"mnist1d-mnist1d_snn-T4-{m}-seed0" for m in ("sdt", "tet")}
@@ -204,9 +222,18 @@ def test_sdt_and_tet_draw_the_same_batches(root, tmp_path, monkeypatch):
             yield x, y
 
     monkeypatch.setattr(TensorLoader, "batches", recording)
-    config = TrainConfig(dataset="mnist1d", model="mnist1d_snn", data_root=str(root),
-                         mnist1d_samples=100, epochs=2, steps_per_epoch=3, batch_size=16,
-                         eval_train=False, gradient_stats=False, device="cpu")  # fmt: skip
+    config = TrainConfig(
+        dataset="mnist1d",
+        model="mnist1d_snn",
+        data_root=str(root),
+        mnist1d_samples=100,
+        epochs=2,
+        steps_per_epoch=3,
+        batch_size=16,
+        eval_train=False,
+        gradient_stats=False,
+        device="cpu",
+    )
     batches = {}
     for method in ("sdt", "tet"):
         drawn.clear()

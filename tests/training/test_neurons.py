@@ -111,8 +111,8 @@ def test_forward_over_reverse_equals_double_backward(name):
 
 
 def test_hvp_is_symmetric_on_small_snn():
-    from training.models import build
     from training.losses import tet_loss
+    from training.models import build
 
     torch.manual_seed(0)
     model = build("spiking_mlp", hidden=(6,), T=3).double().eval()

@@ -1,5 +1,6 @@
 """Every paper preset starts: one step on tiny synthetic data in the real on-disk formats."""
 
+import numpy as np
 import pytest
 
 from tests.training.test_data import _fake_cifar10, _write_cifar_batch
@@ -8,10 +9,20 @@ from training import checkpoint
 from training.presets import PRESETS, get_preset
 from training.run import main
 
-import numpy as np
-
-TINY = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4", "--width", "0.0625",
-        "--quiet", "--seeds", "0", "--no-gradient-stats"]  # fmt: skip
+TINY = [
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "1",
+    "--batch-size",
+    "4",
+    "--width",
+    "0.0625",
+    "--quiet",
+    "--seeds",
+    "0",
+    "--no-gradient-stats",
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +70,20 @@ def test_preset_trains_one_step(name, data_root, tmp_path, capsys):
 
 
 def test_tit_chain_trains_at_T2_then_fine_tunes_at_T6(data_root, tmp_path, capsys):
-    assert main(["--preset", "tit-cifar100-T2", "--data-root", str(data_root), "--out",
-                 str(tmp_path / "a"), *TINY]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--preset",
+                "tit-cifar100-T2",
+                "--data-root",
+                str(data_root),
+                "--out",
+                str(tmp_path / "a"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     (first,) = (tmp_path / "a").iterdir()
     argv = ["--preset", "tit-cifar100-T6-finetune", "--data-root", str(data_root)]
     assert (

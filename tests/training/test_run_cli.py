@@ -61,8 +61,10 @@ def test_training_is_deterministic_and_seeds_differ(tmp_path):
     args = ["--method", "sdt", *FAST, "--epochs", "1"]
     main(["--out", str(tmp_path / "a"), "--seeds", "0", "1", *args])
     main(["--out", str(tmp_path / "b"), "--seeds", "0", *args])
-    a0, a1, b0 = (_state(tmp_path / d / f"digits-digits_snn-T4-sdt-seed{s}" / "last.pt")
-                  for d, s in (("a", 0), ("a", 1), ("b", 0)))  # fmt: skip
+    a0, a1, b0 = (
+        _state(tmp_path / d / f"digits-digits_snn-T4-sdt-seed{s}" / "last.pt")
+        for d, s in (("a", 0), ("a", 1), ("b", 0))
+    )
     assert all(torch.equal(a0[k], b0[k]) for k in a0)
     assert not torch.equal(a0["classifier.1.weight"], a1["classifier.1.weight"])
 
@@ -85,8 +87,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     reference = subprocess.run([*RUN, *args, "--out", str(tmp_path / "ref")], capture_output=True)
     assert reference.returncode == 0, reference.stderr
     run = tmp_path / "killed" / "digits-digits_snn-T4-tet-seed0"
-    process = subprocess.Popen([*RUN, *args, "--out", str(tmp_path / "killed")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [*RUN, *args, "--out", str(tmp_path / "killed")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "epoch_002.pt").exists():
         time.sleep(0.05)
@@ -142,17 +147,19 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
     "argv,code,message",
     [
         (["--model", "resnet1000"], 2, "unknown model 'resnet1000'; known models:"),
-        (["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"], 1,
-         "CIFAR-10 files missing under nowhere/cifar-10-batches-py"),
+        (
+            ["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"],
+            1,
+            "CIFAR-10 files missing under nowhere/cifar-10-batches-py",
+        ),
         (["--config", "missing.json"], 2, "cannot read config file missing.json"),
         (["--T", "0"], 2, "T must be >= 1"),
         (["--method", "tet", "--width", "0.5"], 2, "has no width option"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gives_one_line_and_exit_code(tmp_path, argv, code, message):
     command = [*RUN, *argv, "--out", str(tmp_path), "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True,
-                            cwd=tmp_path)  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -28,8 +28,11 @@ def _same_content(run, reference):
     order, so their bytes can differ)."""
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())
     for path in reference.glob("*.pt"):
-        _assert_equal(torch.load(path, weights_only=True),
-                      torch.load(run / path.name, weights_only=True), path.name)  # fmt: skip
+        _assert_equal(
+            torch.load(path, weights_only=True),
+            torch.load(run / path.name, weights_only=True),
+            path.name,
+        )
     for name in ("config.json", "gradient_stats.csv"):
         assert (run / name).read_bytes() == (reference / name).read_bytes(), name
 
@@ -76,8 +79,14 @@ def test_same_seed_gives_byte_identical_files(reference, tmp_path):
     assert rng["torch_seed"] == 0 and "created" not in torch.load(run / "last.pt")["provenance"]
 
 
-LOST = [["epoch_002.pt", "row"], ["row"], ["gradient_stats.csv"], ["epoch_001.pt"], ["last.pt"],
-        ["config.json", "row"]]  # fmt: skip
+LOST = [
+    ["epoch_002.pt", "row"],
+    ["row"],
+    ["gradient_stats.csv"],
+    ["epoch_001.pt"],
+    ["last.pt"],
+    ["config.json", "row"],
+]
 
 
 @pytest.mark.parametrize("lost", LOST)
@@ -143,8 +152,9 @@ def test_lock_refuses_a_second_writer_and_stale_locks_and_temp_files_go(tmp_path
     assert main([*TINY, "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"is being written by process {os.getpid()}" in err[0], err
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     (run / ".lock").write_text(f"{dead} {os.uname().nodename}\n")
     (run / ".last.pt.abc123.tmp").write_bytes(b"partial")
     assert main([*TINY, "--out", str(tmp_path)]) == 0
@@ -199,5 +209,10 @@ def test_tensorboard_logs_every_epoch(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = EventAccumulator(str(board / NAME)).Reload().Tags()["scalars"]
-    assert {"loss/test_l_tet", "loss/train_l_sdt", "accuracy/test_acc", "spikes/firing_rate",
-            "gradient/grad_norm_tet"} <= set(tags)  # fmt: skip
+    assert {
+        "loss/test_l_tet",
+        "loss/train_l_sdt",
+        "accuracy/test_acc",
+        "spikes/firing_rate",
+        "gradient/grad_norm_tet",
+    } <= set(tags)

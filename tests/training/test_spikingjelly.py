@@ -9,10 +9,12 @@ from training.neurons import LIF
 sj = pytest.importorskip("spikingjelly.activation_based", reason="spikingjelly not installed")
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402
 
-SURROGATES = [("triangle", 1.0, lambda: surrogate.PiecewiseQuadratic(alpha=1.0)),
-              ("triangle", 0.5, lambda: surrogate.PiecewiseQuadratic(alpha=2.0)),
-              ("sigmoid", 4.0, lambda: surrogate.Sigmoid(alpha=4.0)),
-              ("arctan", 2.0, lambda: surrogate.ATan(alpha=2.0))]  # fmt: skip
+SURROGATES = [
+    ("triangle", 1.0, lambda: surrogate.PiecewiseQuadratic(alpha=1.0)),
+    ("triangle", 0.5, lambda: surrogate.PiecewiseQuadratic(alpha=2.0)),
+    ("sigmoid", 4.0, lambda: surrogate.Sigmoid(alpha=4.0)),
+    ("arctan", 2.0, lambda: surrogate.ATan(alpha=2.0)),
+]
 
 
 class _Net(torch.nn.Module):
@@ -29,8 +31,16 @@ class _Net(torch.nn.Module):
 def _nets(name, alpha, make_surrogate):
     torch.manual_seed(0)
     ours = _Net(LIF(tau=0.5, v_threshold=1.0, surrogate=name, alpha=alpha))
-    ref = _Net(neuron.LIFNode(tau=2.0, decay_input=False, v_reset=0.0, v_threshold=1.0,
-                              surrogate_function=make_surrogate(), step_mode="m"))  # fmt: skip
+    ref = _Net(
+        neuron.LIFNode(
+            tau=2.0,
+            decay_input=False,
+            v_reset=0.0,
+            v_threshold=1.0,
+            surrogate_function=make_surrogate(),
+            step_mode="m",
+        )
+    )
     ref.load_state_dict(ours.state_dict())
     return ours, ref
 
