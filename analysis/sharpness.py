@@ -9,141 +9,112 @@ statistics):
 - the increase of L_SDT, L_TET (and the change of accuracy) at radius r along --draws random
   filter-normalized directions (Li et al. 2018; biases and BN not moved): mean, std, stderr.
 
-Writes <out>/sharpness.csv (long format, one row per checkpoint, measure, metric and
-epsilon or radius) and sharpness.json (the same plus settings and provenance), by default into
-<first checkpoint's folder>/analysis/. Surface statistics (quadratic curvature, basin width) come
-with every surface from analysis/surface.py.
+Writes sharpness.csv (long format, one row per checkpoint, measure, metric and epsilon or radius)
+and sharpness.json (the same plus settings and provenance), by default into <first checkpoint's
+run folder>/analysis/. Surface statistics (quadratic curvature, basin width) come with every
+surface from analysis/surface.py; the rescaling-invariant adaptive measures from
+analysis/flatness.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import common  # noqa: E402
-from analysis.inputs import DataSpec, resolve_dtype  # noqa: E402
-from analysis.sharpness_measures import HEADER, SharpnessJob, epsilon_rows, perturbation_rows  # noqa: E402  # noqa: E402
-from landscape import save_json  # noqa: E402
-from training.config import ArgumentParser  # noqa: E402
-from training.errors import ToolkitError  # noqa: E402
+import torch  # noqa: E402
 
-EPILOG = """example:
-  python analysis/sharpness.py runs/*/last.pt --radius 0.1 0.5 --draws 8 --out results/sharpness
-"""
+from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.measures.registry import get  # noqa: E402
+from analysis.measures.sharpness import (  # noqa: E402
+    PERTURBATION_COLUMNS,
+    EpsilonSettings,
+    PerturbationSettings,
+)
+from toolkit.progress import Progress  # noqa: E402
+from toolkit.settings import check, option, same_as  # noqa: E402
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    common.add_checkpoint_args(parser)
-    add = parser.add_argument
-    add(
-        "--epsilon",
-        type=float,
-        nargs="+",
-        default=[1e-3, 5e-4],
-        help="box radii of epsilon-sharpness (default: %(default)s)",
-    )
-    add(
-        "--ascent-steps",
-        type=int,
-        default=10,
-        help="projected gradient-ascent steps per epsilon (default: %(default)s)",
-    )
-    add(
-        "--step-fraction",
-        type=float,
-        default=0.25,
-        help="ascent step as a fraction of the box half-width (default: %(default)s)",
-    )
-    add(
-        "--radius",
-        type=float,
-        nargs="+",
-        default=[0.05, 0.1, 0.25, 0.5],
-        help="radii of the random perturbations, in filter units (default: %(default)s)",
-    )
-    add("--draws", type=int, default=8, help="random directions per radius (default: %(default)s)")
-    common.add_config_args(parser, common.DataConfig)
-    common.add_output_args(parser)
-    return parser
+EPSILON, PERTURBATION = get("epsilon_sharpness"), get("random_perturbation")
 
 
-def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SharpnessJob:
-    """The validated settings of the flags (``parser.error`` on bad input), --dry-run applied."""
-    for name in ("draws", "ascent_steps", "samples", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if min(args.epsilon) <= 0 or min(args.radius) <= 0 or args.step_fraction <= 0:
-        parser.error("--epsilon, --radius and --step-fraction must be > 0")
-    if args.time_step is not None or args.loss != "checkpoint":
-        parser.error("sharpness.py measures both L_SDT and L_TET; drop --time-step / --loss")
-    missing = [str(path) for path in args.checkpoints if not path.is_file()]
-    if missing:
-        parser.error(f"checkpoint not found: {', '.join(missing)}")
-    dry = args.dry_run
-    return SharpnessJob(
-        epsilon=tuple(args.epsilon[:1] if dry else args.epsilon),
-        ascent_steps=2 if dry else args.ascent_steps,
-        step_fraction=args.step_fraction,
-        radius=tuple(args.radius[:1] if dry else args.radius),
-        draws=2 if dry else args.draws,
-        data=DataSpec(
-            args.split, min(args.samples, 32) if dry else args.samples, args.seed, args.batch_size
-        ),
-        device=common.resolve_device(args.device),
-        dtype=resolve_dtype(args.dtype),
+@dataclass(frozen=True)
+class SharpnessSettings:
+    """Epsilon-sharpness at every --epsilon, and random perturbations at every --radius."""
+
+    epsilon: tuple[float, ...] = option(
+        (1e-3, 5e-4), "box radii of epsilon-sharpness, relative to |w| + 1", above=0.0
     )
+    epsilon_steps: int = same_as(EpsilonSettings, "epsilon_steps")
+    ascent_step_fraction: float = same_as(EpsilonSettings, "ascent_step_fraction")
+    radius: tuple[float, ...] = same_as(PerturbationSettings, "radius")
+    draws: int = same_as(PerturbationSettings, "draws")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def dry_run(self) -> SharpnessSettings:
+        """One radius and one epsilon, two steps and two draws."""
+        return replace(
+            self, epsilon=self.epsilon[:1], epsilon_steps=2, radius=self.radius[:1], draws=2
+        )
 
 
-@common.command
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    job = job_from_args(args, parser)
-    out = args.out or args.checkpoints[0].resolve().parent / "analysis"
-    paths = [out / "sharpness.csv", out / "sharpness.json"]
-    existing = common.existing_outputs(paths)
-    if existing and not args.overwrite:
-        parser.error(f"{existing[0]} exists; pass --overwrite or choose another --out")
-    common.check_inputs(parser, args.checkpoints, out)
-    rows, total = [], 2 * len(args.checkpoints)
-    try:
-        with common.Progress(total, "sharpness", "measure", args.quiet, every=5.0) as bar:
-            for path in args.checkpoints:
-                method, perturbation = perturbation_rows(path, job)
-                bar.update(1)
-                rows += epsilon_rows(path, method, job) + perturbation
-                bar.update(1)
-    except (ToolkitError, ValueError, RuntimeError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 1
-    common.write_csv(paths[0], HEADER, rows)
-    save_json(
-        paths[1],
-        {
-            "kind": "sharpness",
-            "format_version": 1,
-            "settings": job.settings(),
-            "data": job.data_record(),
-            "rows": [dict(zip(HEADER, row)) for row in rows],
-            "provenance": common.provenance(),
-        },
-    )
+def epsilon_rows(job: Job, input, settings: SharpnessSettings) -> list[dict]:
+    """Epsilon-sharpness of L_SDT and L_TET at every epsilon (random start from the seed)."""
+    rows, method = [], input.config.method
+    for loss_name in ("sdt", "tet"):
+        loss = input.loss(loss_name, dtype=job.evaluation.dtype, device=job.evaluation.device)
+        for epsilon in settings.epsilon:
+            measure = EpsilonSettings(
+                epsilon, settings.epsilon_steps, settings.ascent_step_fraction
+            )
+            generator = torch.Generator().manual_seed(job.evaluation.seed)
+            found = EPSILON.estimate(loss, measure, generator)
+            values = [f"l_{loss_name}", epsilon, found.value, "", "", 1]
+            head = [str(input.checkpoint.path), method, "epsilon_sharpness"]
+            rows.append(dict(zip(PERTURBATION_COLUMNS, head + values)))
+    return rows
+
+
+def run(job: Job) -> int:
+    """Both measures of every checkpoint; the CSV, the JSON and a table on stdout."""
+    settings, rows = job.settings, []
+    perturbation = PerturbationSettings(settings.radius, settings.draws)
+    with Progress(
+        2 * len(job.checkpoints), "sharpness", "measure", job.evaluation.quiet, 5.0
+    ) as bar:
+        for checkpoint in job.checkpoints:
+            input = job.input(checkpoint)
+            found = PERTURBATION.compute(input, perturbation, job.evaluation).rows
+            bar.update(1)
+            rows += epsilon_rows(job, input, settings) + found
+            bar.update(1)
+    paths = [
+        job.write_csv("sharpness.csv", PERTURBATION_COLUMNS, rows),
+        job.write_json("sharpness.json", "sharpness", data=job.data.spec(), rows=rows),
+    ]
     for row in rows:
         print(
-            f"{Path(row[0]).parent.name[:40]:<40} {row[2]:<20} {row[3]:<16} {row[4]:<8g} "
-            f"{row[5]:.4g}"
+            f"{Path(row['checkpoint']).parent.name[:40]:<40} {row['measure']:<20} "
+            f"{row['metric']:<16} {row['parameter']:<8g} {row['value']:.4g}"
         )
-    print(f"wrote {paths[0]}, {paths[1]}")
+    print(f"wrote {', '.join(str(path) for path in paths)}")
     return 0
 
 
+COMMAND = CheckpointCommand(
+    name="sharpness",
+    doc=__doc__,
+    example="  python analysis/sharpness.py runs/*/last.pt --radius 0.1 0.5 --draws 8\n",
+    run=run,
+    settings=SharpnessSettings,
+    outputs=lambda settings: ["sharpness.csv", "sharpness.json"],
+    data_fields=("samples", "split", "batch_size", "device", "dtype", "seed"),
+)
+main = COMMAND.main
+
 if __name__ == "__main__":
-    sys.exit(main())
+    COMMAND.script()

@@ -19,11 +19,9 @@ and plots. Changing --chunk-size of a partial surface is refused (pass the old o
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
@@ -32,117 +30,30 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis import common, plots_surface  # noqa: E402
-from analysis.surface_run import (  # noqa: E402
-    STATS_HEADER,
+from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.plots.surfaces import KINDS_2D, save_surface_plots  # noqa: E402
+from analysis.surfaces.compute import (  # noqa: E402
+    STATS_COLUMNS,
     assemble,
     compute,
     prepare,
-    statistics_rows,  # noqa: E402
+    statistics_rows,
 )
-from analysis.surfaces import KINDS, SurfaceConfig, SurfaceJob  # noqa: E402
-from landscape.surface import Grid, Surface, load_surface, save_surface  # noqa: E402
-from training.config import ArgumentParser  # noqa: E402
-from training.distributed import Distributed, close_distributed, init_distributed  # noqa: E402
-from training.errors import ToolkitError  # noqa: E402
-
-
-def parse_range(text: str) -> tuple[float, float, int]:
-    """``"-1:1:51"`` -> ``(-1.0, 1.0, 51)`` (an argparse type)."""
-    try:
-        low, high, num = text.split(":")
-        value = (float(low), float(high), int(num))
-        Grid.linspace(value)
-        if value[2] < 3:
-            raise ValueError("a surface's statistics need 3 points per axis")
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected LOW:HIGH:NUM with LOW < HIGH, NUM >= 3 (e.g. -1:1:51), got {text!r}"
-        ) from None
-    return value
-
-
-EPILOG = """examples:
-  python analysis/surface.py runs/<run>/last.pt --dim 2 --x -1:1:21 --out results/surface
-  python analysis/surface.py runs/<sdt>/last.pt --dim 1 --directions interp:runs/<tet>/last.pt
-"""
-
-
-def join_ranges(argv: list[str]) -> list[str]:
-    """``["--x", "-1:1:51"]`` -> ``["--x=-1:1:51"]``: argparse takes ``-1:...`` for an option."""
-    joined, i = [], 0
-    while i < len(argv):
-        if argv[i] in ("--x", "--y") and i + 1 < len(argv) and argv[i + 1][:1] == "-":
-            joined.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            joined.append(argv[i])
-            i += 1
-    return joined
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add = parser.add_argument
-    common.add_checkpoint_args(parser, None, "checkpoint (.pt) at the centre of the surface")
-    add(
-        "--x",
-        type=parse_range,
-        metavar="LOW:HIGH:NUM",
-        help="x grid (default: -1:1:51; interp -0.5:1.5:51; pca: covering the trajectory)",
-    )
-    add("--y", type=parse_range, metavar="LOW:HIGH:NUM", help="y grid (default: as --x)")
-    common.add_config_args(parser, SurfaceConfig)
-    common.add_config_args(parser, common.DataConfig)
-    common.add_output_args(parser)
-    return parser
-
-
-def _check(job: SurfaceJob, parser: argparse.ArgumentParser) -> None:
-    """``parser.error`` on flags that do not fit together."""
-    if job.kind not in KINDS or bool(job.spec) != (job.kind in ("interp", "pca")):
-        parser.error(
-            "--directions must be random, eigen, interp:CKPT2[,CKPT3] or pca:RUN_DIR, "
-            f"got {job.directions!r}"
-        )
-    for name in ("samples", "bn_samples", "batch_size", "chunk_size"):
-        if getattr(job, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(job, name)}")
-    if job.kind == "interp" and job.spec.count(",") + 1 != job.dim:
-        parser.error(
-            f"--dim {job.dim} needs {job.dim} interp checkpoint(s) (interp:CKPT2 for "
-            "1-D, interp:CKPT2,CKPT3 for the plane)"
-        )
-    if job.dim == 1 and job.y is not None:
-        parser.error("--y is only used with --dim 2")
-    if job.time_step is not None:
-        parser.error("--time-step is not used here: every point records L_SDT and L_TET")
-    if not job.checkpoint.is_file():
-        parser.error(f"checkpoint not found: {job.checkpoint}")
-
-
-def job_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SurfaceJob:
-    """The validated job of the flags (``parser.error`` on bad input), ``--dry-run`` applied."""
-    settings = {f.name: getattr(args, f.name) for f in fields(SurfaceJob) if hasattr(args, f.name)}
-    out = args.out or args.checkpoint.resolve().parent / "analysis"
-    job = SurfaceJob(**{**settings, "out": out})
-    _check(job, parser)
-    if not args.dry_run:
-        return job
-    x = (*(job.x or (-1.0, 1.0))[:2], 3)
-    y = (*(job.y or x)[:2], 3) if job.dim == 2 else None
-    return replace(job, samples=min(job.samples, 32), bn_samples=32, chunk_size=4, x=x, y=y)
+from analysis.surfaces.job import SurfaceJob, SurfaceSettings  # noqa: E402
+from landscape.surface_io import Surface, load_surface, save_surface  # noqa: E402
+from toolkit.errors import ConfigError  # noqa: E402
+from toolkit.io import write_csv  # noqa: E402
+from training.runs import checkpoint as checkpoints  # noqa: E402
+from training.runs.checkpoint import Checkpoint  # noqa: E402
+from training.runs.distributed import Distributed, close_distributed, init_distributed  # noqa: E402
 
 
 def write_outputs(job: SurfaceJob, surface: Surface) -> list[Path]:
-    """The surface, its stats CSV and the plots."""
+    """The surface, its statistics CSV and the plots."""
     paths = list(save_surface(job.stem, surface))
-    rows = statistics_rows(job, surface)
-    paths.append(common.write_csv(job.out / f"{job.stem.name}_stats.csv", STATS_HEADER, rows))
-    if job.plots:
-        paths += plots_surface.save_surface_plots(surface, job.stem)
+    paths.append(write_csv(job.stats, STATS_COLUMNS, statistics_rows(job, surface)))
+    if job.settings.plots:
+        paths += save_surface_plots(surface, job.stem)
     return paths
 
 
@@ -158,13 +69,15 @@ def print_summary(surface: Surface, paths: list[Path], run: dict) -> None:
     print(f"wrote {', '.join(str(path) for path in paths)}")
 
 
-def run_job(job: SurfaceJob, dist: Distributed, quiet: bool, overwrite: bool) -> None:
+def run_surface(
+    job: SurfaceJob, centre: Checkpoint, dist: Distributed, quiet: bool, overwrite: bool
+) -> None:
     """Compute the surface (this rank's share); rank 0 writes it and drops the chunks."""
     start = time.perf_counter()
     if overwrite and dist.is_main:
         shutil.rmtree(job.parts, ignore_errors=True)
     dist.barrier()
-    prepared = prepare(job, dist)
+    prepared = prepare(job, centre, dist)
     computed, resumed = compute(prepared, dist, quiet)
     dist.barrier()
     if dist.is_main:
@@ -173,7 +86,7 @@ def run_job(job: SurfaceJob, dist: Distributed, quiet: bool, overwrite: bool) ->
             "points_resumed": resumed,
             "world_size": dist.world,
             "seconds": time.perf_counter() - start,
-            "compile": job.compile,
+            "compile": job.settings.compile,
             "input_layer": prepared.evaluator.input_layer,
         }
         surface = assemble(prepared, run)
@@ -184,59 +97,72 @@ def run_job(job: SurfaceJob, dist: Distributed, quiet: bool, overwrite: bool) ->
 
 def output_files(job: SurfaceJob) -> list[Path]:
     """Every file a finished surface has."""
-    files = [job.stem.with_suffix(".json"), job.stem.with_suffix(".npz")]
-    files.append(job.out / f"{job.stem.name}_stats.csv")
-    kinds = ["curve"] if job.dim == 1 else list(plots_surface.KINDS_2D)
-    if job.plots:
+    files = [job.stem.with_suffix(".json"), job.stem.with_suffix(".npz"), job.stats]
+    kinds = ["curve"] if job.settings.dim == 1 else list(KINDS_2D)
+    if job.settings.plots:
         files += [Path(f"{job.stem}_{kind}.{ext}") for kind in kinds for ext in ("png", "pdf")]
     return files
 
 
-def check_existing(job: SurfaceJob, args: argparse.Namespace, parser) -> bool:
+def check_existing(job: SurfaceJob, overwrite: bool) -> bool:
     """Refuse a finished surface without --overwrite; True when only its statistics and plots
-    are missing (a kill while plotting after the chunks were dropped): then just redraw."""
+    are missing (a kill while plotting after the chunks were dropped): then just redraw.
+
+    Raises:
+        ConfigError: If the surface is finished and ``overwrite`` is False.
+    """
     for stale in job.out.glob(f".{job.stem.name}*.tmp"):  # temp files of a killed write
         stale.unlink(missing_ok=True)
-    if args.overwrite or job.parts.exists():
+    if overwrite or job.parts.exists():
         return False  # start over, or resume from the chunk files
     if all(path.exists() for path in output_files(job)):
-        parser.error(f"{job.stem.with_suffix('.json')} exists; pass --overwrite or another --out")
+        raise ConfigError(
+            f"{job.stem.with_suffix('.json')} exists; pass --overwrite or choose another --out"
+        )
     return job.stem.with_suffix(".json").exists() and job.stem.with_suffix(".npz").exists()
 
 
 def redraw(job: SurfaceJob) -> None:
     """Statistics and plots of a surface whose values are saved."""
     surface = load_surface(job.stem)
-    rows = statistics_rows(job, surface)
-    paths = [common.write_csv(job.out / f"{job.stem.name}_stats.csv", STATS_HEADER, rows)]
-    if job.plots:
-        paths += plots_surface.save_surface_plots(surface, job.stem)
+    paths = [write_csv(job.stats, STATS_COLUMNS, statistics_rows(job, surface))]
+    if job.settings.plots:
+        paths += save_surface_plots(surface, job.stem)
     print(f"all points were saved; redrew {', '.join(str(path) for path in paths)}")
 
 
-@common.command
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(join_ranges(sys.argv[1:] if argv is None else list(argv)))
-    job = job_from_args(args, parser)
-    others = [Path(p) for p in job.spec.split(",")] if job.kind == "interp" else []
-    common.check_inputs(parser, [job.checkpoint, *others], job.out)
-    if check_existing(job, args, parser):
-        redraw(job)
+def run(job: Job) -> int:
+    """One surface, resumable; shared by the processes of ``torchrun`` (gloo)."""
+    if job.data.time_step is not None:
+        raise ConfigError("--time-step is not used here: every point records L_SDT and L_TET")
+    ends = tuple(checkpoints.read(path) for path in job.settings.others)  # before any work
+    surface = SurfaceJob(job.settings, job.data, job.paths[0], job.out, ends)
+    if check_existing(surface, job.overwrite):
+        redraw(surface)
         return 0
     # The grid is shared over gloo whatever the device: the processes only exchange barriers.
     dist, _ = init_distributed(torch.device("cpu"))
     try:
-        run_job(job, dist, args.quiet, args.overwrite)
-    except (ToolkitError, ValueError, RuntimeError, OSError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        return 1
+        run_surface(surface, job.checkpoints[0], dist, job.evaluation.quiet, job.overwrite)
     finally:
         if dist.world > 1:
             close_distributed()
     return 0
 
 
+COMMAND = CheckpointCommand(
+    name="surface",
+    doc=__doc__,
+    example=(
+        "  python analysis/surface.py runs/<run>/last.pt --dim 2 --x -1:1:21 --out results/s\n"
+        "  python analysis/surface.py runs/<sdt>/last.pt --dim 1 --directions "
+        "interp:runs/<tet>/last.pt\n"
+    ),
+    run=run,
+    settings=SurfaceSettings,
+    single=True,
+)
+main = COMMAND.main
+
 if __name__ == "__main__":
-    sys.exit(main())
+    COMMAND.script()

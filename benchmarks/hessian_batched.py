@@ -26,16 +26,17 @@ import warnings
 import torch
 
 from landscape import HessianOperator, Objective, estimate_trace, top_eigenvalues
-from training.data import dataset_for
-from training.losses import sdt_loss
+from training.data.datasets import dataset_for
 from training.models import build
+from training.runs.config import TrainConfig
+from training.snn.losses import sdt_loss
 
 
 def problem(name: str, samples: int, batch_size: int, train_steps: int, device: str):
     """(model, batches) of the benchmark model."""
     torch.manual_seed(0)
     if name == "digits":
-        data = dataset_for({"dataset": "digits"})
+        data = dataset_for(TrainConfig())
         model = build("digits_snn")
         optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
         for _ in range(train_steps):

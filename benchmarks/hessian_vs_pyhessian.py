@@ -42,9 +42,10 @@ from scipy.sparse.linalg import eigsh
 from torch import Tensor, nn
 
 from landscape import HessianOperator, Objective, top_eigenvalues
-from training.data import dataset_for
-from training.losses import sdt_loss
+from training.data.datasets import dataset_for
 from training.models import build
+from training.runs.config import TrainConfig
+from training.snn.losses import sdt_loss
 
 K, TOL = 5, 1e-3
 
@@ -70,7 +71,7 @@ class Outcome:
 
 def digits_problem(batch_size: int, train_steps: int) -> Problem:
     """The default digits SNN after ``train_steps`` Adam steps (so its Hessian is a trained one)."""
-    data = dataset_for({"dataset": "digits"})
+    data = dataset_for(TrainConfig())
     torch.manual_seed(0)
     model = build("digits_snn")
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)

@@ -21,8 +21,8 @@ conversion test (``tests/training/test_official.py``). Re-created from the facts
   ``zeros_like(outputs).fill_(means)``.
 
 Module names follow the official ones (``conv1_s``, ``bn1.seqbn``, ``downsample.layer.module``,
-``fc1_s``...), so ``training.official.convert_official_state_dict`` maps this model's state dict
-onto ``training.models.build("resnet19")`` (VGG: ``"vggsnn"``, ``"vggsnn_woap"``) and both can
+``fc1_s``...), so ``training.runs.official.convert_official_state_dict`` maps this model's state
+dict onto ``training.models.build("resnet19")`` (VGG: ``"vggsnn"``, ``"vggsnn_woap"``) and both can
 run on the same weights. The only change that affects values: ``ZIF`` returns spikes in the input
 dtype (the original's ``.float()`` breaks float64 models), which is the same in float32.
 """
@@ -157,7 +157,7 @@ class OfficialResNet19(nn.Module):
         num_classes: Output classes.
         in_channels: Image channels.
         T: Time steps (the image is repeated ``T`` times).
-        width: Channel multiplier, ``max(1, round(c * width))`` as in ``training.resnet``.
+        width: Channel multiplier, ``max(1, round(c * width))`` as in ``training.models.resnet``.
     """
 
     def __init__(

@@ -20,7 +20,7 @@ if __package__ in (None, ""):
 
 import torch  # noqa: E402
 
-from analysis.surfaces import SurfaceMetrics  # noqa: E402
+from analysis.measures.inputs import PointMetrics  # noqa: E402
 from benchmarks.surface_vs_pointwise import METRICS, _loop  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
 from landscape.surface import SurfaceEvaluator  # noqa: E402
@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(0, args.samples, args.batch_size)
     ]
     engine = SurfaceEvaluator(
-        model, directions, batches, SurfaceMetrics(), points_per_forward=args.points_per_forward
+        model,
+        directions,
+        batches,
+        PointMetrics(0.05, 1.0),
+        points_per_forward=args.points_per_forward,
     )
     check = engine.evaluate(coords[:2])
     print(f"engine: {engine.stacking}")

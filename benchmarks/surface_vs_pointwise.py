@@ -38,10 +38,11 @@ import torch  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from analysis.surfaces import SurfaceMetrics  # noqa: E402
+from analysis.measures.inputs import PointMetrics  # noqa: E402
 from landscape.directions import random_direction  # noqa: E402
-from landscape.surface import Grid, SurfaceEvaluator  # noqa: E402
-from training.data import load_digits  # noqa: E402
+from landscape.store import Grid  # noqa: E402
+from landscape.surface import SurfaceEvaluator  # noqa: E402
+from training.data.datasets import load_digits  # noqa: E402
 from training.models import build  # noqa: E402
 
 METRICS = ("l_sdt", "l_tet", "accuracy")
@@ -72,7 +73,7 @@ def _set_weights(model: nn.Module, weights: dict, directions: list[dict], point)
 
 def _loop(model, batches, weights, directions, coords) -> dict[str, np.ndarray]:
     """Per-point loop over ``batches`` (a list of tensors or a DataLoader)."""
-    net, metrics, rows = copy.deepcopy(model).eval(), SurfaceMetrics(), []
+    net, metrics, rows = copy.deepcopy(model).eval(), PointMetrics(0.05, 1.0), []
     for point in coords.tolist():
         _set_weights(net, weights, directions, point)
         sums, total = dict.fromkeys(METRICS, 0.0), 0
@@ -102,7 +103,7 @@ def _engine(model, x, y, directions, options: dict) -> SurfaceEvaluator:
         model,
         directions,
         batches,
-        SurfaceMetrics(),
+        PointMetrics(0.05, 1.0),
         dtype=x.dtype,
         use_channels_last=options["channels_last"],
         use_compile=options["compile"],

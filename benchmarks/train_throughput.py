@@ -1,7 +1,7 @@
 """Training-step throughput (images/s) of our ResNet-19 against an official-TET-style version.
 
-Both implementations hold the same weights (copied with ``training.official``), and before timing
-the script checks in float64 that they compute the same TET loss, parameter gradients and
+Both implementations hold the same weights (copied with ``training.runs.official``), and before
+timing the script checks in float64 that they compute the same TET loss, parameter gradients and
 BatchNorm running statistics on the same batch, so the two timings measure the same computation.
 A training step is forward, TET loss (lambda 0.05), backward and an SGD step, on a fixed pool of
 random CIFAR-shaped batches. The two are timed alternately (repeat r runs ours first when r is
@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from training import models
-from training.losses import tet_loss
-from training.neurons import LIF
-from training.official import convert_official_state_dict
+from training.runs.official import convert_official_state_dict
+from training.snn.losses import tet_loss
+from training.snn.neurons import LIF
 
 try:
     from benchmarks.official_style import OfficialResNet19, tet_loss_official

@@ -29,17 +29,7 @@ from landscape.operators import (
 )
 from landscape.params import flatten, parameter_groups, select_parameters, unflatten
 from landscape.reset import reset_states, resolve_reset
-from landscape.results import (
-    AsymmetryResult,
-    DensityResult,
-    EigenResult,
-    TraceResult,
-    atomic_write,
-    load_json,
-    save_json,
-    save_npz,
-    to_plain,
-)
+from landscape.results import AsymmetryResult, DensityResult, EigenResult, TraceResult
 from landscape.store import Grid
 from landscape.surface import SurfaceEvaluator
 from landscape.surface_io import Surface, load_surface, save_surface
@@ -100,9 +90,4 @@ __all__ = [
     "TraceResult",
     "DensityResult",
     "AsymmetryResult",
-    "to_plain",
-    "save_json",
-    "load_json",
-    "save_npz",
-    "atomic_write",
 ]

@@ -31,11 +31,25 @@ from torch import Tensor, nn
 
 from landscape.adaptive import adaptive_average, adaptive_worst_case
 from landscape.density import spectral_density
-from landscape.directions import difference, eigen_directions, random_direction
+from landscape.directions import (
+    DirectionSet,
+    build_directions,
+    difference,
+    eigen_directions,
+    random_direction,
+)
 from landscape.lanczos import top_eigenvalues
 from landscape.objective import Objective
 from landscape.operators import HessianOperator
-from landscape.problem import Criterion, LossClosure, Problem, build_objective, make_problem
+from landscape.problem import (
+    Criterion,
+    LossClosure,
+    Problem,
+    as_batches,
+    build_objective,
+    make_problem,
+    resolve_setting,
+)
 from landscape.reset import Reset
 from landscape.sharpness import epsilon_sharpness
 from landscape.store import Grid
@@ -52,26 +66,134 @@ __all__ = [
     "eigen_plane",
     "sharpness",
     "objective",
+    "hessian",
+    "surface_evaluator",
+    "directions",
 ]
 
 WHICH = {"top": "LA", "bottom": "SA", "magnitude": "LM", "LA": "LA", "SA": "SA", "LM": "LM"}
 
 
 def objective(
-    model, criterion=None, data=None, *, loss_fn=None, reset=None, dtype=None, device=None
+    model,
+    criterion=None,
+    data=None,
+    *,
+    loss_fn=None,
+    param_names=None,
+    reset=None,
+    dtype=None,
+    device=None,
 ) -> Objective:
     """The :class:`~landscape.objective.Objective` (loss, gradient, Hessian-vector products).
 
-    Arguments as in :func:`eigenvalues`; for the engine's estimators and operators.
+    Arguments as in :func:`eigenvalues`; ``param_names`` restricts the parameters that are
+    differentiated (a layer's block of the Hessian). For the engine's estimators and operators.
     """
-    return build_objective(make_problem(model, criterion, data, loss_fn, reset, dtype, device))
+    problem = make_problem(model, criterion, data, loss_fn, reset, dtype, device, param_names)
+    return build_objective(problem)
+
+
+def hessian(
+    model,
+    criterion=None,
+    data=None,
+    *,
+    loss_fn=None,
+    param_names=None,
+    use_cached_graph: bool = True,
+    reset=None,
+    dtype=None,
+    device=None,
+) -> HessianOperator:
+    """The Hessian as a linear operator (``H @ v``, ``H @ V``) of the problem.
+
+    Arguments as in :func:`objective`; ``use_cached_graph`` keeps the gradient graph of all
+    samples, so that each product is one double-backward pass.
+    """
+    found = objective(
+        model,
+        criterion,
+        data,
+        loss_fn=loss_fn,
+        param_names=param_names,
+        reset=reset,
+        dtype=dtype,
+        device=device,
+    )
+    return HessianOperator(found, use_cached_graph=use_cached_graph)
 
 
 def _hessian(model, criterion, data, loss_fn, reset, dtype, device) -> HessianOperator:
     """The Hessian operator of the problem, as every curvature function takes it."""
-    return HessianOperator(
-        objective(model, criterion, data, loss_fn=loss_fn, reset=reset, dtype=dtype, device=device)
+    return hessian(model, criterion, data, loss_fn=loss_fn, reset=reset, dtype=dtype, device=device)
+
+
+def surface_evaluator(
+    model,
+    directions: list,
+    data,
+    sums,
+    *,
+    observer=None,
+    bn_mode: str = "eval",
+    bn_batches=(),
+    use_input_cache: bool = True,
+    use_compile: bool = False,
+    use_channels_last: bool = False,
+    points_per_forward: int | None = None,
+    reset: Reset = None,
+    dtype=None,
+    device=None,
+) -> SurfaceEvaluator:
+    """The engine's :class:`~landscape.surface.SurfaceEvaluator` of a problem, for grids that a
+    caller stores and resumes itself (the one-call surfaces below build theirs here too).
+
+    Args:
+        model: Any module (never modified).
+        directions: name -> tensor dicts, e.g. from :func:`directions`.
+        data: One ``(x, y)`` batch or an iterable of batches.
+        sums: ``(outputs, y) -> {name: batch SUM}`` (sums, so that counts such as correct
+            predictions stay exact integers; means per sample come out).
+        observer: Forward hooks per point, e.g. a spike counter (adds firing rates).
+        bn_mode, bn_batches, use_input_cache, use_compile, use_channels_last,
+            points_per_forward: See :class:`~landscape.surface.SurfaceEvaluator`.
+        reset, dtype, device: As in :func:`eigenvalues`.
+    """
+    user_reset, dtype, device = resolve_setting(model, reset, dtype, device)
+    return SurfaceEvaluator(
+        model,
+        directions,
+        [tuple(batch) for batch in as_batches(data)],
+        sums,
+        observer=observer,
+        bn_mode=bn_mode,
+        bn_batches=list(bn_batches),
+        use_input_cache=use_input_cache,
+        use_compile=use_compile,
+        use_channels_last=use_channels_last,
+        points_per_forward=points_per_forward,
+        dtype=dtype,
+        device=device,
+        reset=user_reset or False,
     )
+
+
+def directions(kind: str, model, **inputs) -> DirectionSet:
+    """Directions of a registered kind around ``model`` (see ``landscape.directions``).
+
+    ``random``, ``pca`` and ``eigen`` work on the parameters, ``interp`` on parameters and
+    floating buffers; ``inputs`` are the kind's own (``dim``, ``generator``, ``ends``,
+    ``trajectory``, ``operator``, ...).
+
+    Raises:
+        ValueError: On an unknown kind.
+    """
+    if kind == "interp":
+        centre = model.state_dict()
+    else:
+        centre = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    return build_directions(kind, centre, **inputs)
 
 
 def _seeded(result, seed: int):
@@ -191,14 +313,14 @@ def _surface(p: Problem, directions: list, grid: Grid, metadata: dict, metrics) 
     def sums(outputs: Tensor, targets: Tensor) -> dict[str, Tensor]:
         return {name: fn(outputs, targets) * len(targets) for name, fn in means.items()}
 
-    evaluator = SurfaceEvaluator(
+    evaluator = surface_evaluator(
         p.module,
         directions,
         p.batches,
         sums,
+        reset=p.reset or False,
         dtype=p.dtype,
         device=p.device,
-        reset=p.reset if p.reset else False,
     )
     values = evaluator.evaluate(grid.coordinates())
     metadata = {"title": "loss surface", "num_samples": evaluator.num_samples, **metadata}

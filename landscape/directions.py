@@ -11,25 +11,35 @@ between checkpoints, floating ``named_buffers()``); a name it lacks does not mov
 - principal components of a training trajectory (Li et al. Sec. 7), with explained variance and the
   trajectory projected onto them;
 - given eigenvectors (e.g. the top Hessian eigenvectors of :func:`landscape.top_eigenvalues`).
+
+The kinds a surface can be drawn on are a registry, :data:`DIRECTION_KINDS`: each builder takes
+the centre and its own inputs and returns a :class:`DirectionSet` (the directions, a JSON record
+of how they were made, extra arrays); :func:`build_directions` dispatches by name. A new kind is
+one builder decorated with :func:`direction_kind`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.lanczos import top_eigenvalues
 from landscape.params import unflatten
-from landscape.results import save_npz, to_plain
+from toolkit.io import save_npz, to_plain
 
 __all__ = [
+    "DIRECTION_KINDS",
     "NORMALIZATIONS",
     "Direction",
+    "DirectionSet",
+    "build_directions",
+    "direction_kind",
     "random_direction",
     "normalize_direction",
     "filter_normalize",
@@ -355,3 +365,111 @@ def load_directions(path: str | Path) -> tuple[list[Direction], dict, dict[str, 
                 directions[int(index)][name] = torch.from_numpy(data[key])
         extras = {key[6:]: data[key] for key in data.files if key.startswith("extra/")}
         return directions, json.loads(str(data["_metadata"])), extras
+
+
+@dataclass
+class DirectionSet:
+    """The directions of a surface and how they were made.
+
+    Attributes:
+        directions: name -> tensor dicts, one per surface axis.
+        info: JSON-ready record (normalization, cosines, explained variance, eigenvalues, norms).
+        extras: Arrays saved with the surface (``trajectory`` of a PCA plane).
+    """
+
+    directions: list[Direction]
+    info: dict
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+DIRECTION_KINDS: dict[str, Callable[..., DirectionSet]] = {}
+"""kind -> builder ``(centre, **inputs) -> DirectionSet``."""
+
+
+def direction_kind(name: str) -> Callable:
+    """Register a builder of directions under ``name`` (a decorator)."""
+
+    def decorator(builder: Callable[..., DirectionSet]) -> Callable[..., DirectionSet]:
+        if name in DIRECTION_KINDS:
+            raise ValueError(f"direction kind {name!r} is registered twice")
+        DIRECTION_KINDS[name] = builder
+        return builder
+
+    return decorator
+
+
+def build_directions(kind: str, centre: Mapping[str, Tensor], **inputs) -> DirectionSet:
+    """The directions of ``kind`` around ``centre`` (name -> tensor), their norms recorded.
+
+    Raises:
+        ValueError: On an unknown kind, or inputs the kind cannot use.
+    """
+    if kind not in DIRECTION_KINDS:
+        raise ValueError(f"unknown direction kind {kind!r}; known: {sorted(DIRECTION_KINDS)}")
+    found = DIRECTION_KINDS[kind](centre, **inputs)
+    found.info["norms"] = [direction_norm(d) for d in found.directions]
+    return found
+
+
+def _weights_only(centre: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {name: t.detach() for name, t in centre.items()}
+
+
+def _float64(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    # Differences of float32 weights are exact in float64, so centre + 1 * d is the end point.
+    return {n: t.detach().double() if t.is_floating_point() else t for n, t in state.items()}
+
+
+@direction_kind("random")
+def random_directions(
+    centre: Mapping[str, Tensor],
+    *,
+    dim: int,
+    generator: torch.Generator,
+    normalization: str = "filter",
+    ignore_biasbn: bool = True,
+    orthogonalize_second: bool = False,
+) -> DirectionSet:
+    """``dim`` Gaussian directions over the parameters ``centre``, normalized; their cosine."""
+    weights = _weights_only(centre)
+    found = [random_direction(weights, generator, normalization, ignore_biasbn) for _ in range(dim)]
+    info = {"normalization": normalization, "ignore_biasbn": ignore_biasbn}
+    if dim == 2:
+        info["cosine"] = cosine_similarity(*found)
+        if orthogonalize_second:
+            found[1] = orthogonalize(found[1], found[0])
+            info["cosine_orthogonalized"] = cosine_similarity(*found)
+    return DirectionSet(found, info)
+
+
+@direction_kind("interp")
+def interpolation_directions(
+    centre: Mapping[str, Tensor], *, ends: Sequence[Mapping[str, Tensor]]
+) -> DirectionSet:
+    """``end - centre`` for each end point (parameters and floating buffers, in float64)."""
+    start = _float64(centre)
+    found = [difference(_float64(end), start) for end in ends]
+    return DirectionSet(found, {"includes_buffers": True})
+
+
+@direction_kind("pca")
+def trajectory_directions(
+    centre: Mapping[str, Tensor], *, trajectory: Sequence[Mapping[str, Tensor]], dim: int
+) -> DirectionSet:
+    """PCA of a trajectory around ``centre`` (its parameters); the projected trajectory."""
+    weights = _weights_only(centre)
+    points = [{name: point[name] for name in weights} for point in trajectory]
+    result = pca_directions(points, weights, dim)
+    info = {"explained_variance_ratio": result.explained_variance_ratio.tolist()}
+    return DirectionSet(result.directions, info, {"trajectory": result.projection.numpy()})
+
+
+@direction_kind("eigen")
+def hessian_directions(
+    centre: Mapping[str, Tensor], *, operator, shapes: Mapping, dim: int, generator
+) -> DirectionSet:
+    """The top ``dim`` eigenvectors of a symmetric operator (e.g. the Hessian at ``centre``),
+    of unit norm, with the Lanczos record."""
+    result = top_eigenvalues(operator, dim, generator=generator)
+    found = eigen_directions(result.eigenvectors.cpu(), shapes)
+    return DirectionSet(found, {"curvature": operator.curvature, **result.to_dict()})

@@ -17,7 +17,14 @@ from torch import Tensor, nn
 from landscape.objective import Objective
 from landscape.reset import Reset, resolve_reset
 
-__all__ = ["Problem", "LossClosure", "make_problem", "build_objective"]
+__all__ = [
+    "Problem",
+    "LossClosure",
+    "make_problem",
+    "build_objective",
+    "resolve_setting",
+    "as_batches",
+]
 
 Criterion = Callable[[Tensor, Tensor], Tensor]
 LossFn = Callable[[nn.Module, object], Tensor]
@@ -42,9 +49,10 @@ class Problem:
     reset: Callable[[nn.Module], None] | None
     dtype: torch.dtype
     device: torch.device
+    param_names: list[str] | None = None  # differentiate these only (default: all)
 
 
-def _as_batches(data) -> list:
+def as_batches(data) -> list:
     if data is None:
         raise ValueError("data must be one (x, y) batch or an iterable of batches")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
@@ -74,8 +82,9 @@ def _cast(value, dtype: torch.dtype, device: torch.device):
     return value
 
 
-def make_problem(model, criterion, data, loss_fn, reset: Reset, dtype, device) -> Problem:
-    """The problem in the engine's form: a module, a mean criterion and ``(x, y)`` batches."""
+def resolve_setting(model: nn.Module, reset: Reset, dtype, device) -> tuple:
+    """``(reset hook or None, dtype, device)`` of a problem: the model's dtype and device unless
+    given, and the neuron-state reset found on the model (see :func:`resolve_reset`)."""
     reference = next(iter(model.parameters()), None)
     if reference is None:
         raise ValueError("model has no parameters")
@@ -83,18 +92,28 @@ def make_problem(model, criterion, data, loss_fn, reset: Reset, dtype, device) -
     device = torch.device(device) if device is not None else reference.device
     hook = resolve_reset(model, reset)
     user_reset = None if hook is None else (lambda _module: hook(model))  # always the user's model
-    batches = _as_batches(data)
+    return user_reset, dtype, device
+
+
+def make_problem(
+    model, criterion, data, loss_fn, reset: Reset, dtype, device, param_names=None
+) -> Problem:
+    """The problem in the engine's form: a module, a mean criterion and ``(x, y)`` batches."""
+    user_reset, dtype, device = resolve_setting(model, reset, dtype, device)
+    batches = as_batches(data)
     if (criterion is None) == (loss_fn is None):
         raise ValueError("give exactly one of criterion (with (x, y) batches) and loss_fn")
     if loss_fn is None:
-        return Problem(model, criterion, [tuple(b) for b in batches], user_reset, dtype, device)
+        batches = [tuple(b) for b in batches]
+        return Problem(model, criterion, batches, user_reset, dtype, device, param_names)
     batches = [_cast(batch, dtype, device) for batch in batches]
     indices = [
         (torch.tensor([i], device=device), torch.zeros(_size(b), device=device))
         for i, b in enumerate(batches)
     ]
     closure = LossClosure(model, loss_fn, batches)
-    return Problem(closure, lambda loss, _: loss, indices, user_reset, dtype, device)
+    names = None if param_names is None else [f"model.{name}" for name in param_names]
+    return Problem(closure, lambda loss, _: loss, indices, user_reset, dtype, device, names)
 
 
 def build_objective(p: Problem) -> Objective:
@@ -103,6 +122,7 @@ def build_objective(p: Problem) -> Objective:
         p.module,
         p.criterion,
         p.batches,
+        param_names=p.param_names,
         dtype=p.dtype,
         device=p.device,
         before_forward=p.reset,

@@ -1,4 +1,4 @@
-"""Result dataclasses that report their own quality, and atomic JSON / ``.npz`` files.
+"""Result dataclasses that report their own quality.
 
 Every estimator returns the value with its error bar (``stderr``), residuals and ``converged``
 flags, and the number of operator products it used (``num_matvecs``).
@@ -7,28 +7,18 @@ flags, and the number of operator products it used (``num_matvecs``).
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor
 
-from landscape.io import atomic_write
+from toolkit.io import to_plain
 
 __all__ = [
     "EigenResult",
     "TraceResult",
     "DensityResult",
     "AsymmetryResult",
-    "to_plain",
-    "save_json",
-    "load_json",
-    "save_npz",
-    "atomic_write",
 ]
 
 
@@ -136,54 +126,3 @@ class AsymmetryResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain types."""
         return to_plain(dataclasses.asdict(self))
-
-
-def to_plain(value: Any) -> Any:
-    """Recursively convert tensors, arrays, dataclasses and paths to JSON types; NaN -> None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_plain(dataclasses.asdict(value))
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        return to_plain(value.tolist())
-    if isinstance(value, np.generic):
-        return to_plain(value.item())
-    if isinstance(value, dict):
-        return {str(key): to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (Path, torch.dtype, torch.device)):
-        return str(value)
-    return value
-
-
-def save_json(path: str | Path, payload: Any) -> Path:
-    """Write ``payload`` (converted by :func:`to_plain`) as JSON, atomically (temp + rename).
-
-    Returns:
-        The path written.
-    """
-    text = json.dumps(to_plain(payload), indent=2, allow_nan=False) + "\n"
-    return atomic_write(Path(path), lambda file: file.write(text.encode()))
-
-
-def load_json(path: str | Path) -> Any:
-    """Read a JSON result file."""
-    return json.loads(Path(path).read_text())
-
-
-def save_npz(path: str | Path, arrays: dict[str, Any]) -> Path:
-    """Write arrays to a compressed ``.npz``, atomically.
-
-    Returns:
-        The path written.
-    """
-    plain = {key: np.asarray(to_numpy(value)) for key, value in arrays.items()}
-    return atomic_write(Path(path), lambda file: np.savez_compressed(file, **plain))
-
-
-def to_numpy(value: Any) -> Any:
-    """A tensor as a NumPy array; other values unchanged."""
-    return value.detach().cpu().numpy() if isinstance(value, Tensor) else value

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from landscape.results import save_npz
+from toolkit.io import save_npz
 
 __all__ = ["Grid", "SurfaceStore", "iter_surface"]
 

@@ -48,20 +48,8 @@ from landscape.input_cache import (
 )
 from landscape.objective import eval_mode
 from landscape.reset import Reset, resolve_reset
-from landscape.store import Grid, SurfaceStore, iter_surface
-from landscape.surface_io import Surface, load_surface, load_surface_frame, save_surface
 
-__all__ = [
-    "BN_MODES",
-    "Grid",
-    "SurfaceEvaluator",
-    "SurfaceStore",
-    "iter_surface",
-    "Surface",
-    "save_surface",
-    "load_surface",
-    "load_surface_frame",
-]
+__all__ = ["BN_MODES", "SurfaceEvaluator"]
 
 BN_MODES = ("eval", "recompute")
 MetricsFn = Callable[[Tensor, Tensor], Mapping[str, Tensor]]
@@ -80,7 +68,7 @@ class SurfaceEvaluator:
         metrics_fn: ``(outputs, labels) -> {name: batch sum}``; the result is the mean per sample.
         centre: name -> tensor replacing the model's parameters/buffers at ``c = 0`` (default:
             the model's own).
-        observer: E.g. ``training.spikes.spike_counter``; adds ``firing_rate`` and
+        observer: E.g. ``training.snn.spikes.spike_counter``; adds ``firing_rate`` and
             ``rate/<layer>``. Plain forward hooks only, for stacked points.
         bn_mode: ``"eval"`` or ``"recompute"`` (see the module docstring).
         bn_batches: Inputs for ``"recompute"``.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landscape.results import load_json, save_json, save_npz
+from toolkit.io import load_json, save_json, save_npz
 
 __all__ = ["Surface", "save_surface", "load_surface", "load_surface_frame"]
 

@@ -3,6 +3,9 @@
 The official scripts save ``model.state_dict()`` of their batch-major models (with ``module.``
 prefixes under DataParallel/DDP). This maps the keys onto our time-major models, checks that every
 tensor is used, and writes a checkpoint that all analyses accept.
+
+example:
+  python training/import_official.py resnet19_cifar10.pth --model resnet19 --out imported.pt
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import checkpoint, models
-from training.config import ArgumentParser, TrainConfig
-from training.errors import CheckpointError, ConfigError, ToolkitError
-from training.official import OFFICIAL_MODELS, convert_official_state_dict
+import torch  # noqa: E402
+
+from toolkit.command import ArgumentParser, command  # noqa: E402
+from toolkit.errors import CheckpointError, ConfigError  # noqa: E402
+from training import models  # noqa: E402
+from training.runs import checkpoint  # noqa: E402
+from training.runs.config import TrainConfig  # noqa: E402
+from training.runs.official import OFFICIAL_MODELS, convert_official_state_dict  # noqa: E402
 
 DEFAULT_DATA = {
     "resnet19": ("cifar10", 4),
@@ -27,7 +35,11 @@ DEFAULT_DATA = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description=__doc__)
+    parser = ArgumentParser(
+        prog="import_official.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("official", help="the official .pth state dict")
     parser.add_argument("--model", required=True, choices=sorted(OFFICIAL_MODELS))
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
@@ -40,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--method", choices=("sdt", "tet"), default="tet", help="(default: tet)")
     parser.add_argument("--tet-lambda", type=float, default=None, help="(default: the paper's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return parser
 
 
@@ -58,62 +71,65 @@ def _read(path: Path) -> dict:
     return state
 
 
+def _config(args: argparse.Namespace, num_classes: int | None) -> TrainConfig:
+    """The run config the checkpoint records; with ``num_classes`` None only the flags are
+    checked (before anything is read).
+
+    Raises:
+        ConfigError: On a bad --T, --tet-lambda or --dataset.
+    """
+    dataset, T = DEFAULT_DATA[args.model]
+    dataset = args.dataset or ("cifar100" if num_classes == 100 else dataset)
+    paper_lambda = 0.05 if "cifar1" in dataset else 1e-3
+    return TrainConfig(
+        model=args.model,
+        dataset=dataset,
+        data_root=args.data_root,
+        T=T if args.T is None else args.T,
+        method=args.method,
+        tet_lambda=paper_lambda if args.tet_lambda is None else args.tet_lambda,
+    )
+
+
 def convert(args: argparse.Namespace) -> Path:
-    """Convert and write; returns the output path."""
+    """Convert and write; returns the output path.
+
+    Raises:
+        ConfigError: On bad flags or an --out that exists (without --overwrite) or is a folder.
+        CheckpointError: If the state dict is unreadable or does not fit the model.
+    """
+    out = Path(args.out)
+    if out.is_dir() or (out.exists() and not args.overwrite):
+        what = "is a folder" if out.is_dir() else "exists; pass --overwrite"
+        raise ConfigError(f"--out {out} {what}; expected a new checkpoint file (.pt)")
+    _config(args, None)
     try:
         state = convert_official_state_dict(_read(Path(args.official)), args.model)
     except ValueError as error:
         raise CheckpointError(f"{args.official}: {error}") from None
     head = "classifier" if args.model.startswith("vgg") else "fc2"
     num_classes = next(v.shape[0] for k, v in state.items() if k.endswith("weight") and head in k)
-    dataset, T = DEFAULT_DATA[args.model]
-    dataset = args.dataset or ("cifar100" if num_classes == 100 else dataset)
-    lamb = (
-        args.tet_lambda if args.tet_lambda is not None else (0.05 if "cifar1" in dataset else 1e-3)
-    )
-    config = TrainConfig(
-        model=args.model,
-        dataset=dataset,
-        data_root=args.data_root,
-        T=T if args.T is None else args.T,
-        method=args.method,
-        tet_lambda=lamb,
-    )
-    input_shape = [2, 48, 48] if dataset == "cifar10_dvs" else [3, 32, 32]
+    config = _config(args, num_classes)
+    input_shape = [2, 48, 48] if config.dataset == "cifar10_dvs" else [3, 32, 32]
     kwargs = {"num_classes": num_classes, "T": config.T}
     model = models.build(args.model, **kwargs)
     checkpoint.load_state_dict_strict(model, state, str(args.official))
-    stored = {
-        **dataclasses.asdict(config),
-        "input_shape": input_shape,
-        "num_classes": num_classes,
-        "imported_from": str(args.official),
-    }
-    checkpoint.save(args.out, model, args.model, kwargs, stored, epoch=0, history=[], metrics={})
-    return Path(args.out)
+    stored = {**dataclasses.asdict(config), "input_shape": input_shape, "num_classes": num_classes}
+    origin = {"imported_from": str(args.official)}
+    checkpoint.save(
+        out, model, args.model, kwargs, stored, epoch=0, history=[], metrics={}, **origin
+    )
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.T is not None and args.T < 1:
-        parser.error(f"--T must be >= 1, got {args.T}")
-    if args.tet_lambda is not None and not 0 <= args.tet_lambda <= 1:
-        parser.error(f"--tet-lambda must be in [0, 1], got {args.tet_lambda}")
-    try:
-        out = convert(args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+def _main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = convert(args)
     print(f"wrote {out}")
     return 0
 
+
+main = command(_main, "import_official.py", interrupted="nothing was written")
 
 if __name__ == "__main__":
     sys.exit(main())

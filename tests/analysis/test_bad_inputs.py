@@ -1,66 +1,94 @@
 """Commands x bad inputs: one line, exit 2 (usage) or 1 (runtime), no traceback, nothing written.
 
-Mostly in-process through ``main(argv)``; a few real processes check the exit path end to end.
+A table of hostile inputs (truncated, foreign, malicious or inconsistent checkpoints, unwritable
+outputs, out-of-range and non-finite flags) against every analysis command, mostly in-process
+through ``main(argv)``; a few real processes check the exit path end to end.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import pickle
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import REPO
-from training import checkpoint
-from training.models import build
+from tests.helpers import save_mlp
 
-KWARGS = dict(num_classes=10, image_size=8, hidden=(4,), T=2)
-COMMANDS = ("hessian", "surface", "sharpness", "momentum", "timesteps")
+COMMANDS = ("hessian", "surface", "sharpness", "flatness", "momentum", "timesteps")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (subprocess.call, (["touch", "pwned"],))
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
-    torch.manual_seed(0)
-    model = build("spiking_mlp", **KWARGS)
-    config = {
-        "model": "spiking_mlp",
-        "dataset": "digits",
-        "T": 2,
-        "method": "sdt",
-        "tet_lambda": 0.05,
-        "tet_phi": 1.0,
-        "seed": 0,
-        "input_shape": [1, 8, 8],
-        "num_classes": 10,
-    }
-    good = root / "run" / "last.pt"
-    checkpoint.save(good, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
+    good = save_mlp(root / "run" / "last.pt")
     raw = torch.load(good, weights_only=True)
     for name, key, value in (
         ("model_str", "model", "x"),
         ("version_str", "format_version", "1"),
         ("config_empty", "config", {}),
+        ("config_T0", "config", {**raw["config"], "T": 0}),
+        ("config_model", "config", {**raw["config"], "model": "digits_snn"}),
+        ("config_T3", "config", {**raw["config"], "T": 3}),
+        ("malicious", "model", _Exploit()),
     ):
         bad = copy.deepcopy(raw)
         bad[key] = value
         torch.save(bad, root / f"{name}.pt")
+    data = good.read_bytes()
+    (root / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with open(root / "pickle4.pt", "wb") as handle:
+        pickle.dump({"format_version": 1}, handle, protocol=4)
     (root / "text.pt").write_text("hi\n")
     (root / "somefile").write_text("x")
     return root
 
 
-BAD_CHECKPOINTS = ("text.pt", "model_str.pt", "version_str.pt", "config_empty.pt", "missing.pt")
+BAD_CHECKPOINTS = (
+    "text.pt",
+    "truncated.pt",
+    "pickle4.pt",
+    "malicious.pt",
+    "model_str.pt",
+    "version_str.pt",
+    "config_empty.pt",
+    "config_T0.pt",
+    "config_model.pt",
+    "config_T3.pt",
+    "missing.pt",
+)
 BAD_FLAGS = {
     "hessian": [["--batch-size", "0"], ["--samples", "-3"], ["--top-k", "-1"], ["--device", "x"]],
-    "surface": [["--x=-1:1:1"], ["--samples", "0"], ["--chunk-size", "0"], ["--device", "x"]],
-    "sharpness": [["--draws", "0"], ["--samples", "-3"], ["--batch-size", "0"]],
+    "surface": [
+        ["--x=-1:1:1"],
+        ["--samples", "0"],
+        ["--chunk-size", "0"],
+        ["--device", "x"],
+        ["--basin-threshold", "nan"],
+        ["--basin-threshold", "-1"],
+        ["--time-step", "0"],
+    ],
+    "sharpness": [
+        ["--draws", "0"],
+        ["--samples", "-3"],
+        ["--batch-size", "0"],
+        ["--radius", "nan"],
+        ["--epsilon", "inf"],
+    ],
+    "flatness": [["--samples", "-1"], ["--batch-size", "0"], ["--eta", "nan"], ["--device", "x"]],
     "momentum": [["--samples", "-3"], ["--device", "bogus"]],
-    "timesteps": [["--batch-size", "0"], ["--T", "0"], ["--samples", "-3"]],
+    "timesteps": [["--batch-size", "0"], ["--T", "0"], ["--samples", "-3"], ["--T", "100000"]],
 }
 
 
@@ -80,11 +108,15 @@ def _assert_one_line(code, err, expected=2):
 
 @pytest.mark.parametrize("name", COMMANDS)
 @pytest.mark.parametrize("bad", BAD_CHECKPOINTS)
-def test_bad_checkpoint(name, bad, files, tmp_path, capsys):
+def test_bad_checkpoint(name, bad, files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    code, err = _run(name, [str(files / bad), "--out", str(out)], capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even torch's warning before the refusal
+        code, err = _run(name, [str(files / bad), "--out", str(out)], capsys)
     _assert_one_line(code, err)
     assert not out.exists() or not any(out.iterdir())
+    assert not (tmp_path / "pwned").exists()
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -104,12 +136,12 @@ def test_bad_flags(name, flags, files, tmp_path, capsys):
 
 
 def test_hessian_interrupt_is_one_line(files, tmp_path, capsys, monkeypatch):
-    import analysis.hessian as hessian
+    import analysis.cli.checkpoint_command as runner
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hessian, "analyze", interrupt)
+    monkeypatch.setattr(runner, "load_input", interrupt)
     code, err = _run("hessian", [str(files / "run" / "last.pt"), "--out", str(tmp_path)], capsys)
     _assert_one_line(code, err, 130)
     assert not (tmp_path / "hessian.json").exists()
@@ -123,7 +155,7 @@ def test_surface_refuses_another_chunk_size(files, tmp_path, capsys):
     parts.mkdir(parents=True)
     np.savez(parts / "chunk_000000.npz", l_sdt=np.zeros(2), _fingerprint=np.array("other"))
     code, err = _run("surface", [*argv, "--chunk-size", "4"], capsys)
-    _assert_one_line(code, err, 1)
+    _assert_one_line(code, err, 2)
     assert "--chunk-size 2" in err[0]
 
 
@@ -150,6 +182,35 @@ def test_real_process_not_a_checkpoint(name, files, tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_write_leaves_no_temp_file_after_a_rerun(files, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".flatness.csv.abc123.tmp"
+    stale.write_bytes(b"partial")
+    argv = [str(files / "run" / "last.pt"), "--dry-run", "--quiet", "--out", str(out)]
+    assert _run("flatness", argv, capsys)[0] == 0
+    assert not stale.exists() and (out / "flatness.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "name,argv",
+    [
+        ("figures", ["--runs", "{file}"]),
+        ("figures", ["--runs", "{runs}", "--out", "{file}"]),
+        ("report", ["--runs", "{file}"]),
+        ("report", ["--runs", "{runs}", "--figures", "{file}"]),
+        ("study", ["--runs", "{file}"]),
+        ("study", ["--figures", "{file}", "--runs", "{runs}"]),
+        ("demo", ["--runs", "{file}"]),
+        ("demo", ["--figures", "{file}", "--runs", "{runs}"]),
+    ],
+)
+def test_folder_flags_that_name_a_file(name, argv, files, capsys):
+    argv = [a.format(file=files / "somefile", runs=files) for a in argv]
+    code, err = _run(name, argv, capsys)
+    _assert_one_line(code, err)
 
 
 def test_official_style_says_it_is_a_library():

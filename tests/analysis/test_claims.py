@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.claims import (
+from analysis.evidence.claims import (
     FAILS,
     HOLDS,
     PAIRED_EQUIVALENT,

@@ -4,8 +4,10 @@ skips all (the study's own resume included)."""
 import pandas as pd
 import pytest
 
-from analysis.demo import TINY, analysis_stages, main, study_stage, training_stages
-from analysis.figures import FIGURES
+from analysis.demo import main
+from analysis.evidence.figures import FIGURES
+from analysis.pipeline.demo import TINY, analysis_stages, study_stage, training_stages
+from training.runs.layout import RunLayout
 
 
 @pytest.mark.slow
@@ -34,7 +36,7 @@ def test_tiny_demo_produces_every_figure_and_resumes_without_work(tmp_path, caps
     assert main(["--tiny", "--runs", str(runs), "--figures", str(figures)]) == 0
     err = capsys.readouterr().err
     stages = [line for line in err.splitlines() if line.startswith("[demo ")]
-    work = [line for line in stages if not line.endswith(("figures ...", "report ..."))]
+    work = [line for line in stages if "] figures" not in line and "] report" not in line]
     assert work and all(line.endswith("done, skipped") for line in work), stages
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/last.pt")} == checkpoints
 
@@ -43,6 +45,7 @@ def test_every_stage_is_done_only_when_its_runs_say_so(tmp_path):
     # figures/ is committed, so a fresh clone has every figure: a stage that is skipped because
     # of a file under figures/ alone would never run there
     runs, figures = tmp_path / "runs", tmp_path / "figures"
-    stages = [*training_stages(runs, TINY), *analysis_stages(runs, TINY)]
-    for stage in [*stages, study_stage(runs, figures, tiny=True)]:
+    layout = RunLayout(runs)
+    stages = [*training_stages(layout, TINY), *analysis_stages(layout, TINY)]
+    for stage in [*stages, study_stage(layout, figures, tiny=True)]:
         assert any(runs in path.parents for path in stage.outputs), stage.name

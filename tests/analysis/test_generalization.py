@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.generalization import (
+from analysis.evidence.generalization import (
     granulated_kendall_tau,
     kendall_p_value,
     kendall_table,

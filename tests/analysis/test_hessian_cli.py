@@ -11,39 +11,19 @@ import pytest
 import torch
 
 from analysis.hessian import main
-from analysis.inputs import DataSpec, load_objective
 from tests.conftest import REPO
-from training import checkpoint
-from training.models import build
+from tests.helpers import dense_hessian, exit_code, objective, save_mlp
 
-KWARGS = dict(num_classes=10, image_size=8, hidden=(4,), T=2)  # 310 parameters
 FAST = ["--samples", "48", "--batch-size", "20", "--dtype", "float64", "--quiet"]
-
-
-def _save(path, method: str, seed: int) -> None:
-    torch.manual_seed(seed)
-    model = build("spiking_mlp", **KWARGS)
-    config = {
-        "model": "spiking_mlp",
-        "dataset": "digits",
-        "T": 2,
-        "method": method,
-        "tet_lambda": 0.05,
-        "tet_phi": 1.0,
-        "seed": seed,
-        "input_shape": [1, 8, 8],
-        "num_classes": 10,
-    }
-    checkpoint.save(path, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    paths = [root / "sdt" / "last.pt", root / "tet" / "last.pt"]
-    _save(paths[0], "sdt", 0)
-    _save(paths[1], "tet", 1)
-    return paths
+    return [
+        save_mlp(root / "sdt" / "last.pt", "sdt", 0),
+        save_mlp(root / "tet" / "last.pt", "tet", 1),
+    ]
 
 
 def test_writes_json_csv_density_and_table(checkpoints, tmp_path, capsys):
@@ -91,8 +71,7 @@ def test_eigenvalues_match_the_dense_hessian(checkpoints, tmp_path):
         == 0
     )
     top = json.loads((tmp_path / "hessian.json").read_text())["results"][0]["top"]["eigenvalues"]
-    objective = load_objective(checkpoints[0], DataSpec(samples=48), dtype=torch.float64).objective
-    dense = torch.stack([objective.hvp(e) for e in torch.eye(objective.num_params).double()])
+    dense = dense_hessian(objective(checkpoints[0], samples=48))
     exact = torch.linalg.eigvalsh((dense + dense.T) / 2).flip(0)[:3]
     torch.testing.assert_close(torch.tensor(top, dtype=torch.float64), exact, rtol=1e-6, atol=0)
 
@@ -169,34 +148,29 @@ def test_strict_fails_on_unconverged_eigenvalues(checkpoints, tmp_path, capsys):
         (["--operator", "sg-jacobian", "--top-k", "2"], "is not symmetric"),
         (["--time-step", "2"], "--time-step must be in [0, T-1] = [0, 1], got 2"),
         (["--time-step", "0", "--loss", "tet"], "drop --loss tet"),
-        (["--samples", "0"], "--samples must be > 0"),
+        (["--samples", "0"], "--samples must be >= 1, got 0"),
         (["--trace", "hutch++", "--num-matvecs", "3"], "--num-matvecs must be >= 4"),
-        (["--top-k", "-1"], "--top-k and --bottom-k must be >= 0"),
+        (["--top-k", "-1"], "--top-k must be >= 0, got -1"),
         (["--top-k", "999"], "exceed the 310 parameters"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--top-k", "-1"], "cuda"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(checkpoints, tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(checkpoints[0]), *FAST, *extra, "--out", str(tmp_path)])
+    code = exit_code(main, [str(checkpoints[0]), *FAST, *extra, "--out", str(tmp_path)])
     error = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and message in error[-1] and "Traceback" not in error[0]
+    assert code == 2 and len(error) == 1 and message in error[0], error
 
 
 def test_missing_checkpoint_and_existing_output(checkpoints, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "nope.pt"), "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
+    assert exit_code(main, [str(tmp_path / "nope.pt"), "--out", str(tmp_path)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err.splitlines()[-1]
     (tmp_path / "hessian.json").write_text("{}")
-    with pytest.raises(SystemExit):
-        main([str(checkpoints[0]), "--out", str(tmp_path)])
+    assert exit_code(main, [str(checkpoints[0]), "--out", str(tmp_path)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "bad.pt"), "--out", str(tmp_path), "--overwrite"])
+    code = exit_code(main, [str(tmp_path / "bad.pt"), "--out", str(tmp_path), "--overwrite"])
     error = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(error) == 1
+    assert code == 2 and len(error) == 1
     assert error[0].startswith("hessian.py: error: ") and "bad.pt" in error[0]
 
 

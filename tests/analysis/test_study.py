@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import plots_study, study_results
-from analysis.study_design import MARGINS, SCALES, margin_for, population_cells
-from analysis.study_report import render
-from analysis.style import save_figure
+from analysis.evidence import study_tables as study_results
+from analysis.evidence.study_design import MARGINS, SCALES, margin_for, population_cells
+from analysis.evidence.study_report import render
+from analysis.plots import study as plots_study
+from analysis.plots.style import save_figure
 
 
 def test_full_scale_meets_the_issue():

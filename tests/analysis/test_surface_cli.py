@@ -15,46 +15,25 @@ import pytest
 import torch
 
 from analysis import sharpness, surface
-from analysis.inputs import sample_indices
-from landscape.surface import load_surface, load_surface_frame
+from analysis.measures.inputs import sample_indices
+from landscape.surface_io import load_surface, load_surface_frame
 from tests.conftest import REPO
-from training import checkpoint
-from training.data import dataset_for
-from training.losses import loss_terms
-from training.models import build
+from tests.helpers import exit_code, save_mlp
+from training.data.datasets import dataset_for
+from training.runs import checkpoint
+from training.snn.losses import loss_terms
 
-KWARGS = dict(num_classes=10, image_size=8, hidden=(8,), T=2)  # 610 parameters
 FAST = ["--samples", "40", "--batch-size", "16", "--dtype", "float64", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
-def _save(path, method: str, seed: int, scale: float = 1.0) -> None:
-    torch.manual_seed(seed)
-    model = build("spiking_mlp", **KWARGS)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(scale)
-    config = {
-        "model": "spiking_mlp",
-        "dataset": "digits",
-        "T": 2,
-        "method": method,
-        "tet_lambda": 0.05,
-        "tet_phi": 1.0,
-        "seed": seed,
-        "input_shape": [1, 8, 8],
-        "num_classes": 10,
-    }
-    checkpoint.save(path, model, "spiking_mlp", KWARGS, config, epoch=0, step=0)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    _save(root / "sdt" / "last.pt", "sdt", 0, 3.0)
-    _save(root / "tet" / "last.pt", "tet", 1, 3.0)
+    save_mlp(root / "sdt" / "last.pt", "sdt", 0, hidden=(8,), scale=3.0)
+    save_mlp(root / "tet" / "last.pt", "tet", 1, hidden=(8,), scale=3.0)
     for epoch, scale in enumerate((1.0, 2.0, 2.5)):
-        _save(root / "sdt" / f"epoch_{epoch:03d}.pt", "sdt", epoch + 5, scale)
+        save_mlp(root / "sdt" / f"epoch_{epoch:03d}.pt", "sdt", epoch + 5, hidden=(8,), scale=scale)
     return root
 
 
@@ -109,9 +88,8 @@ def test_2d_surface_files_plots_and_centre(runs, tmp_path, capsys):
         for fmt in ("png", "pdf"):
             assert (tmp_path / f"surface_last_random_2d_{kind}.{fmt}").stat().st_size > 1000
     assert not (tmp_path / "surface_last_random_2d.parts").exists()
-    with pytest.raises(SystemExit) as exit_info:  # the result exists: keep it
-        surface.main(args)
-    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert exit_code(surface.main, args) == 2  # the result exists: keep it
+    assert "--overwrite" in capsys.readouterr().err
 
 
 def checkpoint_sha(path) -> str:
@@ -187,18 +165,16 @@ def test_pca_trajectory_and_eigen_directions(runs, tmp_path):
     ],
 )
 def test_bad_flags_exit_2_with_one_line(runs, flags, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        surface.main([str(runs / "sdt" / "last.pt"), *flags])
+    code = exit_code(surface.main, [str(runs / "sdt" / "last.pt"), *flags])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and message in err[-1]
+    assert code == 2 and message in err[-1]
 
 
 def test_unreadable_checkpoint_fails_in_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(SystemExit) as exit_info:  # a bad command line: exit 2
-        surface.main([str(bad), "--dry-run", "--quiet", "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
+    code = exit_code(surface.main, [str(bad), "--dry-run", "--quiet", "--out", str(tmp_path)])
+    assert code == 2  # a bad command line
     err = capsys.readouterr().err
     assert "error:" in err and err.strip().count("\n") == 0 and "bad.pt" in err
 
@@ -284,7 +260,7 @@ def test_sharpness_cli(runs, tmp_path, capsys):
                 "0.1",
                 "--epsilon",
                 "1e-3",
-                "--ascent-steps",
+                "--epsilon-steps",
                 "2",
                 "--out",
                 str(tmp_path),
@@ -297,13 +273,12 @@ def test_sharpness_cli(runs, tmp_path, capsys):
     assert {"l_sdt", "l_tet", "accuracy", "firing_rate"} <= set(rows.metric)
     assert (rows[rows.measure == "random_perturbation"].n == 3).all()
     assert json.loads((tmp_path / "sharpness.json").read_text())["kind"] == "sharpness"
-    with pytest.raises(SystemExit):
-        sharpness.main([ckpt, "--radius", "-1"])
+    assert exit_code(sharpness.main, [ckpt, "--radius", "-1"]) == 2
 
 
 def test_plots_render_non_square_fig2_and_3d(tmp_path):
-    from analysis import plots_surface
-    from landscape.surface import Surface
+    from analysis.plots import surfaces as plots_surface
+    from landscape.surface_io import Surface
 
     axes = [np.linspace(-1, 1, 5), np.linspace(-1, 1, 3)]
     x, y = np.meshgrid(*axes, indexing="ij")

@@ -6,6 +6,7 @@ import pytest
 
 from analysis.timesteps import main
 from tests.conftest import REPO
+from tests.helpers import exit_code
 from training.run import main as train
 
 
@@ -35,9 +36,7 @@ def test_timesteps_bad_input(tmp_path):
     result = subprocess.run([*script, str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "checkpoint not found" in result.stderr
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(tmp_path / "none.pt"), "--T", "0"])
-    assert exit_info.value.code == 2
+    assert exit_code(main, [str(tmp_path / "none.pt"), "--T", "0"]) == 2
 
 
 def test_amp_and_channels_last_train_on_cpu(tmp_path):

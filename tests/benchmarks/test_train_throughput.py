@@ -12,7 +12,7 @@ import torch
 from benchmarks import train_throughput as bench
 from benchmarks.official_style import LIFSpike
 from tests.conftest import REPO
-from training.neurons import lif_multistep
+from training.snn.neurons import lif_multistep
 
 RATIO = re.compile(r"throughput ratio \(ours/official-style\): (\d+\.\d\d)\n$")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from training.losses import sdt_loss
 from training.models import build
+from training.snn.losses import sdt_loss
 
 
 def planted(eigenvalues: Tensor, generator: torch.Generator) -> Tensor:

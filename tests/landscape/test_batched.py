@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from landscape import HessianOperator, Objective
-from training.losses import sdt_loss
 from training.models import build
+from training.snn.losses import sdt_loss
 
 K = 5
 

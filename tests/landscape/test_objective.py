@@ -10,7 +10,7 @@ from torch import nn
 from torch.func import functional_call
 
 from landscape import Objective, eval_mode, flatten, unflatten
-from training.losses import tet_loss
+from training.snn.losses import tet_loss
 
 
 def dense_hessian(model, loss_fn, batches, names=None):

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import (
-    EigenResult,
-    TraceResult,
-    atomic_write,
-    load_json,
-    save_json,
-    save_npz,
-    to_plain,
-)
+from landscape import EigenResult, TraceResult
+from toolkit.io import atomic_write, load_json, save_json, save_npz, to_plain
 
 
 def test_json_round_trip_is_plain_and_atomic(tmp_path):

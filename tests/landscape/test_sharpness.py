@@ -16,7 +16,8 @@ from landscape.sharpness import (
     quadratic_curvature,
     surface_statistics,
 )
-from landscape.surface import Grid, SurfaceEvaluator
+from landscape.store import Grid
+from landscape.surface import SurfaceEvaluator
 
 
 class Quadratic(nn.Module):

@@ -17,19 +17,12 @@ import torch
 from torch import nn
 
 from landscape.directions import difference, random_direction
-from landscape.surface import (
-    Grid,
-    Surface,
-    SurfaceEvaluator,
-    SurfaceStore,
-    iter_surface,
-    load_surface,
-    load_surface_frame,
-    save_surface,
-)
-from training.losses import loss_terms
+from landscape.store import Grid, SurfaceStore, iter_surface
+from landscape.surface import SurfaceEvaluator
+from landscape.surface_io import Surface, load_surface, load_surface_frame, save_surface
 from training.models import build
-from training.spikes import spike_counter
+from training.snn.losses import loss_terms
+from training.snn.spikes import spike_counter
 
 RTOL = 1e-10
 

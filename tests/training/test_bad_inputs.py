@@ -66,22 +66,22 @@ def _config(path, values):
 CASES = [
     # (id, argv (with {tmp} for the test's folder), exit code, words in the message)
     ("surrogate", ["--surrogate", "foo"], 2, "invalid choice: 'foo'"),
-    ("surrogate-alpha", ["--surrogate-alpha", "-1"], 2, "surrogate_alpha must be > 0"),
+    ("surrogate-alpha", ["--surrogate-alpha", "-1"], 2, "--surrogate-alpha must be > 0"),
     ("width", ["--width", "-1"], 2, "width must be > 0"),
-    ("stats-samples-0", ["--stats-samples", "0"], 2, "stats_samples must be >= 1"),
-    ("stats-samples-neg", ["--stats-samples", "-5"], 2, "stats_samples must be >= 1"),
+    ("stats-samples-0", ["--stats-samples", "0"], 2, "--stats-samples must be >= 1"),
+    ("stats-samples-neg", ["--stats-samples", "-5"], 2, "--stats-samples must be >= 1"),
     ("momentum", ["--momentum", "-1"], 2, "momentum must be >= 0"),
-    ("weight-decay", ["--weight-decay", "-1"], 2, "weight_decay must be >= 0"),
+    ("weight-decay", ["--weight-decay", "-1"], 2, "--weight-decay must be >= 0"),
     ("device", ["--device", "bogus"], 2, "device must be auto, cpu, cuda or cuda:N"),
-    ("tau", ["--tau", "-1"], 2, "tau (leak factor) must be in [0, 1]"),
-    ("v-threshold", ["--v-threshold", "0"], 2, "v_threshold must be > 0"),
-    ("save-every", ["--save-every", "-1"], 2, "save_every must be >= 0"),
-    ("steps-per-epoch", ["--steps-per-epoch", "-1"], 2, "steps_per_epoch must be >= 0"),
+    ("tau", ["--tau", "-1"], 2, "tau must be in [0, 1], got -1.0"),
+    ("v-threshold", ["--v-threshold", "0"], 2, "--v-threshold must be > 0"),
+    ("save-every", ["--save-every", "-1"], 2, "--save-every must be >= 0"),
+    ("steps-per-epoch", ["--steps-per-epoch", "-1"], 2, "--steps-per-epoch must be >= 0"),
     ("dataset", ["--dataset", "bogus"], 2, "invalid choice: 'bogus'"),
     ("optimizer", ["--optimizer", "rmsprop"], 2, "invalid choice: 'rmsprop'"),
     ("epochs", ["--epochs", "0"], 2, "epochs must be >= 1"),
-    ("lr-inf", ["--lr", "inf"], 2, "lr must be a finite number > 0"),
-    ("config-null", ["--config", "{tmp}/null.json"], 2, "lr must be a number, got None"),
+    ("lr-inf", ["--lr", "inf"], 2, "lr must be finite, got inf"),
+    ("config-null", ["--config", "{tmp}/null.json"], 2, "lr must not be null, got None"),
     ("config-bool", ["--config", "{tmp}/bool.json"], 2, "augment must be true or false"),
     ("config-method", ["--config", "{tmp}/method.json"], 2, "method must be one of sdt, tet"),
     ("config-unknown", ["--config", "{tmp}/unknown.json"], 2, "unknown config field(s) ['lrr']"),
@@ -94,27 +94,53 @@ CASES = [
     (
         "npz-labels",
         ["--dataset", "npz", "--data-root", "{tmp}/labels.npz"],
-        1,
+        2,
         "y_train has shape [7] for x_train of shape [8, 1, 8, 8]",
     ),
     (
         "cifar-codec",
         ["--dataset", "cifar10", "--data-root", "{tmp}/codec", "--model", "spiking_mlp"],
-        1,
+        2,
         "not a valid CIFAR python batch: unknown encoding",
     ),
     (
         "cifar-labels",
         ["--dataset", "cifar10", "--data-root", "{tmp}/labels", "--model", "spiking_mlp"],
-        1,
+        2,
         "labels range over 0..10; expected 0..9",
     ),
     (
         "cifar-count",
         ["--dataset", "cifar10", "--data-root", "{tmp}/count", "--model", "spiking_mlp"],
-        1,
+        2,
         "2 labels for 4 images; expected one label per image",
     ),
+    # hostile inputs found by trying every command as an attacker would (issue 17)
+    *(
+        (f"npz-{case}", ["--dataset", "npz", "--data-root", f"{{tmp}}/{case}.npz"], 2, message)
+        for case, message in (
+            ("text", "is not a readable .npz file"),
+            ("object", "x_train cannot be read without pickle"),
+            ("strings", "y_train has dtype <U1; expected numbers"),
+            ("half", "y_train holds non-integer labels"),
+            ("nanlabels", "y_train holds NaN or infinite values"),
+            ("naninputs", "x_test holds NaN or infinite values"),
+            ("missing", "lacks array(s) ['y_test']"),
+            ("negative", "labels range over -1..1; expected 0..1"),
+        )
+    ),
+    ("switch-never", ["--method", "sdt", "--switch-to-tet-at", "50"], 2, "never switch"),
+    ("resume-overwrite", ["--resume", "--overwrite"], 2, "contradict each other"),
+    ("method-twice", ["--method", "sdt", "sdt"], 2, "--method lists ['sdt', 'sdt']"),
+    ("seeds-twice", ["--seeds", "0", "0"], 2, "--seeds lists [0, 0]"),
+    ("phi-inf", ["--tet-phi", "inf"], 2, "--tet-phi must be finite, got inf"),
+    ("lambda-nan", ["--tet-lambda", "nan"], 2, "--tet-lambda must be a number, not NaN"),
+    ("T-huge", ["--T", "100000"], 2, "--T must be in [1, 1000], got 100000"),
+    ("upsample-huge", ["--upsample", "1000"], 2, "--upsample must be in [1, 32], got 1000"),
+    ("config-binary", ["--config", "{tmp}/binary.json"], 2, "not UTF-8 text"),
+    ("config-deep", ["--config", "{tmp}/deep.json"], 2, "nested too deep"),
+    ("config-list", ["--config", "{tmp}/list.json"], 2, "must hold a JSON object"),
+    ("init-from-text", ["--init-from", "{tmp}/text.npz"], 2, "not a readable checkpoint"),
 ]
 
 
@@ -130,7 +156,27 @@ def inputs(tmp_path_factory):
         np.savez(tmp / "labels.npz", **{**arrays, "y_train": arrays["y_train"][:7]})
     for case in ("codec", "labels", "count"):
         _cifar(tmp / case, case)
+    _hostile_npz(tmp)
+    (tmp / "binary.json").write_bytes(bytes(range(256)))
+    (tmp / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    _config(tmp / "list.json", [1, 2])
     return tmp
+
+
+def _hostile_npz(tmp):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 1, 8, 8)), np.arange(8) % 2
+    arrays = {"x_train": x, "y_train": y, "x_test": x[:4], "y_test": y[:4]}
+    (tmp / "text.npz").write_text("not an npz\n")
+    np.savez(tmp / "object.npz", **{**arrays, "x_train": np.array([None] * 8, dtype=object)})
+    np.savez(tmp / "strings.npz", **{**arrays, "y_train": np.array(list("ab" * 4))})
+    np.savez(tmp / "half.npz", **{**arrays, "y_train": y + 0.5})
+    np.savez(tmp / "nanlabels.npz", **{**arrays, "y_train": np.where(y == 1, np.nan, 0.0)})
+    nan_inputs = x[:4].copy()
+    nan_inputs[0, 0, 0, 0] = np.nan
+    np.savez(tmp / "naninputs.npz", **{**arrays, "x_test": nan_inputs})
+    np.savez(tmp / "missing.npz", **{k: v for k, v in arrays.items() if k != "y_test"})
+    np.savez(tmp / "negative.npz", **{**arrays, "y_test": np.array([-1, 0, 1, 0])})
 
 
 def _assert_refused(out, code, expected, message, stderr):
@@ -179,14 +225,21 @@ def test_divergence_at_a_huge_learning_rate_fails_with_the_message(tmp_path, cap
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--T", "0"], "--T must be >= 1, got 0"),
-        (["--tet-lambda", "2"], "--tet-lambda must be in [0, 1]"),
+        (["--T", "0"], "T must be in [1, 1000], got 0"),
+        (["--tet-lambda", "2"], "tet_lambda must be in [0, 1], got 2.0"),
     ],
 )
 def test_import_official_refuses_bad_flags_before_reading(tmp_path, capsys, argv, message):
     out = tmp_path / "x.pt"
-    with pytest.raises(SystemExit) as exit:
-        import_official.main(["missing.pth", "--model", "resnet19", "--out", str(out), *argv])
+    code = import_official.main(["missing.pth", "--model", "resnet19", "--out", str(out), *argv])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert code == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_out_is_a_file(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    assert main([*FAST, "--out", str(target), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0], err

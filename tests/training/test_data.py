@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import (
+from toolkit.errors import DataError
+from training.data.datasets import (
     TensorLoader,
     load_cifar,
     load_dataset,
@@ -13,7 +14,6 @@ from training.data import (
     load_npz,
     random_crop_flip,
 )
-from training.errors import DataError
 
 
 def test_digits_split_is_stratified_fixed_and_scaled():

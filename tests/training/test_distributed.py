@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from training import checkpoint
-from training.data import TensorLoader, dataset_for
-from training.trainer import evaluate
+from training.data.datasets import TensorLoader, dataset_for
+from training.runs import checkpoint
+from training.runs.epoch import evaluate
 
 ARGS = ["--method", "tet", "--epochs", "1", "--quiet", "--no-eval-train", "--out"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from training import dvs
+from training.data import dvs
 
 HEADER = (
     b"#!AER-DAT2.0\r\n"

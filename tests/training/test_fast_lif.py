@@ -14,10 +14,11 @@ import torch
 import torch.func as tf
 from torch import nn
 
-from training import models, neurons
-from training.layers import SeqToANN
-from training.losses import tet_loss
-from training.neurons import LIF, SURROGATES, lif_multistep, lif_multistep_fused
+from training import models
+from training.models.layers import SeqToANN
+from training.snn import neurons
+from training.snn.losses import tet_loss
+from training.snn.neurons import LIF, SURROGATES, lif_multistep, lif_multistep_fused
 
 NAMES = sorted(SURROGATES)
 TOL = {"rtol": 1e-12, "atol": 1e-12}

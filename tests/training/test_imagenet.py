@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from training import imagenet
+from training.data import imagenet
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.losses import get_loss, loss_terms, per_step_ce, predictions, sdt_loss, tet_loss
+from training.snn.losses import get_loss, loss_terms, per_step_ce, predictions, sdt_loss, tet_loss
 
 
 def _hand_ce(logits, label):

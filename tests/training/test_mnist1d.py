@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from training import mnist1d_data as mnist1d
+from toolkit.errors import ConfigError
 from training import models
-from training.config import TrainConfig
-from training.data import Dataset, TensorLoader, dataset_for
-from training.errors import ConfigError
+from training.data import mnist1d
+from training.data.datasets import Dataset, TensorLoader, dataset_for
+from training.runs.config import TrainConfig
 
 RUN = [sys.executable, str(REPO / "training" / "run.py")]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -107,12 +107,12 @@ def test_cache_hit_does_not_regenerate_and_key_follows_arguments(root, monkeypat
     keys.add(mnist1d.cache_key({**mnist1d.generation_args(100), "seed": 43}))
     assert len(keys) == 3
     code = (
-        "import sys; from training.mnist1d_data import load_mnist1d; "
+        "import sys; from training.data.mnist1d import load_mnist1d; "
         f"load_mnist1d({str(root)!r}, 100); print(sorted(m for m in sys.modules if 'mnist1d' in m))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["['training.mnist1d_data']"]  # the package was never imported
+    assert out.stdout.split() == ["['training.data.mnist1d']"]  # the package was never imported
 
 
 def _dataset(*args, **kwargs) -> Dataset:
@@ -144,7 +144,7 @@ def test_model_handles_both_encodings(root, encoding):
     config = TrainConfig(
         dataset="mnist1d", data_root=str(root), mnist1d_samples=100, encoding=encoding, T=8
     )
-    data = dataset_for(vars(config))
+    data = dataset_for(config)
     x, _ = next(TensorLoader(data.x_train, data.y_train, 5).batches())
     assert x.shape == ((5, 1, 1, 40) if encoding == "static" else (8, 5, 1, 1, 5))
     model = models.build("mnist1d_snn", image_size=data.input_shape[-1], T=8)
@@ -166,7 +166,7 @@ def test_cli_sequence_with_T_not_dividing_40_is_one_line_error(root, tmp_path):
     out = subprocess.run([*RUN, *args, "--T", "3"], env=ENV, capture_output=True, text=True)
     assert out.returncode == 2  # a usage error
     assert out.stderr.strip().splitlines() == [
-        "error: encoding sequence needs T dividing the 40 MNIST-1D samples, got T=3"
+        "run.py: error: encoding sequence needs T dividing the 40 MNIST-1D samples, got T=3"
     ]
 
 
@@ -211,7 +211,7 @@ def test_cli_trains_tiny_split_and_sdt_tet_share_initial_weights(tmp_path, encod
 
 
 def test_sdt_and_tet_draw_the_same_batches(root, tmp_path, monkeypatch):
-    from training import trainer
+    from training.runs import trainer
 
     drawn, original = [], TensorLoader.batches
 
@@ -248,7 +248,7 @@ def test_sdt_and_tet_draw_the_same_batches(root, tmp_path, monkeypatch):
 
 
 def test_corrupt_cache_is_a_data_error(tmp_path):
-    from training.errors import DataError
+    from toolkit.errors import DataError
 
     path = mnist1d.cache_path(tmp_path, mnist1d.generation_args(100))
     path.parent.mkdir(parents=True)

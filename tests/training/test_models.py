@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from training import models
-from training.losses import get_loss
+from training.snn.losses import get_loss
 
 
 def _small_model(name):
@@ -53,8 +53,8 @@ def test_registry_errors():
 
 
 def test_neuron_options_are_declared_once():
-    from training.config import TrainConfig
-    from training.registry import NEURON_OPTIONS
+    from training.models.registry import NEURON_OPTIONS
+    from training.runs.config import TrainConfig
 
     for name in models.names():
         assert models.model_options(name)[-len(NEURON_OPTIONS) :] == list(NEURON_OPTIONS)
@@ -70,7 +70,7 @@ def test_registry_imports_no_model_file():
     import ast
     import inspect
 
-    from training import registry
+    from training.models import registry
 
     tree = ast.parse(inspect.getsource(registry))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

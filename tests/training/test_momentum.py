@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from training import models
-from training.losses import sdt_loss, tet_loss
-from training.momentum import (
+from training.snn.gradient_stats import (
     error_terms,
     gradient_statistics,
     optimizer_state_norm,
     update_cosine,
 )
+from training.snn.losses import sdt_loss, tet_loss
 
 
 def test_error_terms_closed_form():

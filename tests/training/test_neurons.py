@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.func as tf
 
-from training.neurons import LIF, SURROGATES, lif_multistep, spike, surrogate_derivative
+from training.snn.neurons import LIF, SURROGATES, lif_multistep, spike, surrogate_derivative
 
 NAMES = sorted(SURROGATES)
 
@@ -111,8 +111,8 @@ def test_forward_over_reverse_equals_double_backward(name):
 
 
 def test_hvp_is_symmetric_on_small_snn():
-    from training.losses import tet_loss
     from training.models import build
+    from training.snn.losses import tet_loss
 
     torch.manual_seed(0)
     model = build("spiking_mlp", hidden=(6,), T=3).double().eval()

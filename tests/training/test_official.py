@@ -13,7 +13,7 @@ from torch import nn
 
 from benchmarks.official_style import OfficialResNet19, OfficialVGG
 from training import models
-from training.official import convert_official_state_dict
+from training.runs.official import convert_official_state_dict
 
 
 def randomize_batchnorm(model, generator):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from training import models
-from training.neurons import LIF
-from training.resnet import BasicBlock
+from training.models.resnet import BasicBlock
+from training.snn.neurons import LIF
 
 # name -> (tiny options, input shape); a 5-D input is a time-major sequence [T, B, C, H, W]
 TINY = {

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from training import checkpoint, trainer
 from training.run import main
+from training.runs import checkpoint, trainer
+from training.runs.config import TrainConfig
 
 RUN = [sys.executable, str(REPO / "training" / "run.py")]
 FAST = ["--epochs", "2", "--quiet", "--no-eval-train"]
@@ -40,21 +41,10 @@ def test_default_cli_trains_sdt_and_tet_and_prints_table(tmp_path, capsys):
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics.epoch) == [1, 2]
     assert {"test_l_sdt", "test_l_tet", "firing_rate", "train_acc"} <= set(metrics.columns)
-    model, config = checkpoint.load(run / "last.pt")
-    for key in (
-        "model",
-        "dataset",
-        "input_shape",
-        "num_classes",
-        "T",
-        "method",
-        "tet_lambda",
-        "tet_phi",
-        "seed",
-    ):
-        assert key in config
-    assert config["method"] == "tet" and config["input_shape"] == [1, 8, 8]
-    assert json.loads((run / "config.json").read_text()) == config
+    read = checkpoint.read(run / "last.pt")
+    assert read.config.method == "tet" and read.input_shape == (1, 8, 8) and read.num_classes == 10
+    stored = json.loads((run / "config.json").read_text())
+    assert stored == read.raw["config"] and TrainConfig.from_stored(stored) == read.config
 
 
 def test_training_is_deterministic_and_seeds_differ(tmp_path):
@@ -115,7 +105,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 def test_existing_run_needs_resume_or_overwrite(tmp_path, capsys):
     args = ["--method", "sdt", "--out", str(tmp_path), *FAST, "--epochs", "1"]
     assert main(args) == 0
-    assert main(args) == 1
+    assert main(args) == 2
     assert "already holds a run; pass --resume or --overwrite" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0
     assert "complete (1 epochs), skipped" in capsys.readouterr().err
@@ -149,11 +139,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
         (["--model", "resnet1000"], 2, "unknown model 'resnet1000'; known models:"),
         (
             ["--dataset", "cifar10", "--data-root", "nowhere", "--model", "spiking_mlp"],
-            1,
+            2,
             "CIFAR-10 files missing under nowhere/cifar-10-batches-py",
         ),
         (["--config", "missing.json"], 2, "cannot read config file missing.json"),
-        (["--T", "0"], 2, "T must be >= 1"),
+        (["--T", "0"], 2, "T must be in [1, 1000], got 0"),
         (["--method", "tet", "--width", "0.5"], 2, "has no width option"),
     ],
 )
@@ -179,13 +169,18 @@ def test_help_lists_flags_with_defaults():
 def test_logged_gradient_statistics_equal_post_hoc_ones(tmp_path):
     import pandas as pd
 
-    from analysis.momentum_stats import checkpoint_rows
+    from analysis.measures.inputs import Evaluation, load_input
+    from analysis.measures.momentum import MomentumSettings, data_spec
+    from analysis.measures.registry import get
 
     assert main(["--method", "tet", "--out", str(tmp_path), "--save-every", "1", *FAST]) == 0
     run = tmp_path / "digits-digits_snn-T4-tet-seed0"
     logged = pd.read_csv(run / "gradient_stats.csv", keep_default_na=False)
     logged = logged[logged.epoch == 2].reset_index(drop=True)
-    post_hoc = pd.DataFrame(checkpoint_rows(run / "epoch_002.pt", None, "cpu"))
+    found, settings = checkpoint.read(run / "epoch_002.pt"), MomentumSettings()
+    input = load_input(found, data_spec(found, settings))
+    rows = get("gradient_momentum").compute(input, settings, Evaluation()).rows
+    post_hoc = pd.DataFrame(rows)
     for frame in (logged, post_hoc):
         frame[["t", "s"]] = frame[["t", "s"]].astype(str)
     merged = logged.merge(post_hoc, on=["quantity", "loss", "t", "s", "layer"], suffixes=("", "_p"))

@@ -131,15 +131,17 @@ def test_resume_on_last_pt_of_another_model_or_T(tmp_path, capsys):
     assert len(err) == 1 and "T: 2 -> 4" in err[0], err
 
 
-def test_overwrite_replaces_a_corrupt_run(tmp_path, capsys):
+def test_resume_and_overwrite_replace_a_corrupt_run(tmp_path, capsys):
     args = [*TINY, "--out", str(tmp_path)]
     assert main(args) == 0
     run = tmp_path / NAME
     data = (run / "last.pt").read_bytes()
     (run / "last.pt").write_bytes(data[: len(data) // 2])
+    assert main([*args, "--resume"]) == 0  # a last.pt that does not load counts as missing
+    assert "last.pt does not load; resuming recreates it" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == data  # deterministic: the same bytes again
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
     (run / "epoch_007.pt").write_bytes(b"old")
-    assert main([*args, "--resume"]) == 1
-    assert "truncated or corrupt" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
     assert not (run / "epoch_007.pt").exists()
@@ -149,7 +151,7 @@ def test_lock_refuses_a_second_writer_and_stale_locks_and_temp_files_go(tmp_path
     run = tmp_path / NAME
     run.mkdir()
     (run / ".lock").write_text(f"{os.getpid()} {os.uname().nodename}\n")
-    assert main([*TINY, "--out", str(tmp_path)]) == 1
+    assert main([*TINY, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"is being written by process {os.getpid()}" in err[0], err
     dead = subprocess.run(

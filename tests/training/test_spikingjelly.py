@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from training.losses import sdt_loss, tet_loss
-from training.neurons import LIF
+from training.snn.losses import sdt_loss, tet_loss
+from training.snn.neurons import LIF
 
 sj = pytest.importorskip("spikingjelly.activation_based", reason="spikingjelly not installed")
 from spikingjelly.activation_based import neuron, surrogate  # noqa: E402

@@ -7,7 +7,7 @@ anything: the fused LIF and the static stem would otherwise run on wrong assumpt
 import torch
 import torch.autograd.forward_ad as forward_ad
 
-from training.torch_internals import forward_ad_active, functorch_transforms_active, is_batched
+from training.snn.torch_internals import forward_ad_active, functorch_transforms_active, is_batched
 
 
 def test_private_attributes_exist():

@@ -1,0 +1,1 @@
+"""Figures: data frames and arrays in, matplotlib figures out; one style for all of them."""
