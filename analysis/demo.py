@@ -27,8 +27,7 @@ from analysis.pipeline.demo import (  # noqa: E402
     training_stages,
 )
 from analysis.pipeline.jobs import run_job  # noqa: E402
-from toolkit.command import ArgumentParser, command  # noqa: E402
-from toolkit.errors import ConfigError  # noqa: E402
+from toolkit.command import ArgumentParser, check_folders, command  # noqa: E402
 from training.runs.layout import RunLayout  # noqa: E402
 
 
@@ -54,9 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag, path in (("--runs", args.runs), ("--figures", args.figures)):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{flag} {path} is a file; expected a folder")
+    check_folders({"--runs": args.runs, "--figures": args.figures})
     layout, scale, began = RunLayout(args.runs), TINY if args.tiny else DEMO, time.perf_counter()
     drawing = drawing_stages(layout, args.figures)
     # the analyses are listed after training, so that they see every trained run

@@ -21,17 +21,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.measures.flatness import HEADER, FlatnessSettings, checkpoint_rows  # noqa: E402
+from analysis.measures.registry import describe, loss_measures  # noqa: E402
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """Every measure of every loss of every checkpoint; the CSV and the JSON."""
-    settings, rows, records, began = job.settings, [], [], time.perf_counter()
-    for checkpoint in job.checkpoints:
+    settings, rows, records, began = task.settings, [], [], time.perf_counter()
+    for checkpoint in task.checkpoints:
         start = time.perf_counter()
-        input = job.input(checkpoint, settings.data_spec())
-        rows += checkpoint_rows(input, settings, job.evaluation)
+        input = task.input(checkpoint, settings.data_spec())
+        rows += checkpoint_rows(input, settings, task.evaluation)
         seconds = time.perf_counter() - start
         config = checkpoint.config
         records.append(
@@ -42,10 +43,10 @@ def run(job: Job) -> int:
                 "seconds": seconds,
             }
         )
-        if not job.evaluation.quiet:
+        if not task.evaluation.quiet:
             print(f"[flatness] {checkpoint.path}: {seconds:.1f} s", file=sys.stderr)
-    job.write_csv("flatness.csv", HEADER, rows)
-    job.write_json(
+    task.write_csv("flatness.csv", HEADER, rows)
+    task.write_json(
         "flatness.json",
         "flatness",
         settings=settings.to_dict(),
@@ -54,13 +55,13 @@ def run(job: Job) -> int:
         checkpoints=records,
         seconds=time.perf_counter() - began,
     )
-    print(f"wrote {job.out / 'flatness.csv'} ({len(rows)} rows)", file=sys.stderr)
+    print(f"wrote {task.out / 'flatness.csv'} ({len(rows)} rows)", file=sys.stderr)
     return 0
 
 
 COMMAND = CheckpointCommand(
     name="flatness",
-    doc=__doc__,
+    doc=f"{__doc__}\nthe registered measures (analysis/measures/):\n{describe(loss_measures())}\n",
     example="  python analysis/flatness.py runs/*/last.pt --out runs/analysis/flatness\n",
     run=run,
     settings=FlatnessSettings,

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.measures.hessian import COLUMNS, HESSIAN, SpectrumSettings, all_converged  # noqa: E402
 from analysis.plots.hessian import save_density_figure  # noqa: E402
 from toolkit.io import save_npz  # noqa: E402
@@ -59,22 +59,22 @@ def print_table(records: list[dict]) -> None:
             print(f"  ||J - J^T||_F / ||J||_F = {record['asymmetry']['relative']:.3g}")
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """Every checkpoint's spectrum; the JSON, CSV (and densities); the table on stdout."""
-    settings = job.settings
+    settings = task.settings
     results = [
-        HESSIAN.compute(job.input(checkpoint), settings, job.evaluation)
-        for checkpoint in job.checkpoints
+        HESSIAN.compute(task.input(checkpoint), settings, task.evaluation)
+        for checkpoint in task.checkpoints
     ]
     records = [result.record for result in results]
     paths = [
-        job.write_json("hessian.json", "hessian_spectrum", results=records),
-        job.write_csv("hessian.csv", COLUMNS, [row for r in results for row in r.rows]),
+        task.write_json("hessian.json", "hessian_spectrum", results=records),
+        task.write_csv("hessian.csv", COLUMNS, [row for r in results for row in r.rows]),
     ]
     if settings.density:
         arrays = {f"{i}/{k}": v for i, r in enumerate(results) for k, v in r.arrays.items()}
-        paths.append(save_npz(job.out / "hessian.npz", arrays))
-        paths.append(save_density_figure(records, [r.arrays for r in results], job.out))
+        paths.append(save_npz(task.out / "hessian.npz", arrays))
+        paths.append(save_density_figure(records, [r.arrays for r in results], task.out))
     print_table(records)
     print(f"wrote {', '.join(str(path) for path in paths)}")
     if settings.strict and not all_converged(records):

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import pandas as pd  # noqa: E402
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.measures.momentum import (  # noqa: E402
     COLUMNS,
     MomentumSettings,
@@ -37,6 +37,7 @@ from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
 from toolkit.progress import Progress  # noqa: E402
 from toolkit.settings import option  # noqa: E402
 from training.runs import checkpoint as checkpoints  # noqa: E402
+from training.runs.checkpoint import Checkpoint  # noqa: E402
 from training.runs.layout import RunFiles  # noqa: E402
 
 MOMENTUM = get("gradient_momentum")
@@ -54,39 +55,38 @@ class MomentumCommandSettings(MomentumSettings):
         return replace(self, samples=min(self.samples or 32, 32))
 
 
-def _checkpoint_rows(job: Job, path: Path) -> list[dict]:
-    found = checkpoints.read(path)
-    input = job.input(found, data_spec(found, job.settings))
-    return MOMENTUM.compute(input, job.settings, job.evaluation).rows
+def _checkpoint_rows(task: Task, found: Checkpoint) -> list[dict]:
+    input = task.input(found, data_spec(found, task.settings))
+    return MOMENTUM.compute(input, task.settings, task.evaluation).rows
 
 
-def _run_folder_rows(job: Job, folder: Path, recompute: bool) -> list[dict]:
+def _run_folder_rows(task: Task, folder: Path, config, recompute: bool) -> list[dict]:
     run = RunFiles(folder)
     if not recompute:
-        return run_rows(run, checkpoints.read(run.last).config)
+        return run_rows(run, config)
     paths = [path for _, path in sorted(run.snapshots().items())]
     if not paths:
         raise ToolkitError(f"{folder} has no epoch_NNN.pt files; train with --save-every 1")
-    return [row for path in paths for row in _checkpoint_rows(job, path)]
+    return [row for path in paths for row in _checkpoint_rows(task, checkpoints.read(path))]
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """Rows of every input; the CSV, a summary on stdout and the plots."""
-    recompute, rows, quiet = job.settings.recompute, [], job.evaluation.quiet
-    _check_logged(job.paths, recompute)
-    with Progress(len(job.paths), "momentum", "input", quiet, 5.0) as bar:
-        for path in job.paths:
+    recompute, rows, quiet = task.settings.recompute, [], task.evaluation.quiet
+    _check_logged(task.paths, recompute)
+    with Progress(len(task.paths), "momentum", "input", quiet, 5.0) as bar:
+        for path, found in zip(task.paths, task.checkpoints):
             if path.is_dir():
-                rows += _run_folder_rows(job, path, recompute)
+                rows += _run_folder_rows(task, path, found.config, recompute)
             else:
-                rows += _checkpoint_rows(job, path)
+                rows += _checkpoint_rows(task, found)
             bar.update(1)
-    target = job.write_csv("momentum.csv", COLUMNS, rows)
+    target = task.write_csv("momentum.csv", COLUMNS, rows)
     frame = pd.read_csv(target, keep_default_na=False)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summarize(frame).groupby(["source", "method"]).tail(1).to_string(index=False))
-    if job.settings.plots:
-        save_momentum_figures(frame, job.out)
+    if task.settings.plots:
+        save_momentum_figures(frame, task.out)
     print(f"wrote {target}", file=sys.stderr)
     return 0
 

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch  # noqa: E402
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.measures.registry import get  # noqa: E402
 from analysis.measures.sharpness import (  # noqa: E402
     PERTURBATION_COLUMNS,
@@ -62,16 +62,16 @@ class SharpnessSettings:
         )
 
 
-def epsilon_rows(job: Job, input, settings: SharpnessSettings) -> list[dict]:
+def epsilon_rows(task: Task, input, settings: SharpnessSettings) -> list[dict]:
     """Epsilon-sharpness of L_SDT and L_TET at every epsilon (random start from the seed)."""
     rows, method = [], input.config.method
     for loss_name in ("sdt", "tet"):
-        loss = input.loss(loss_name, dtype=job.evaluation.dtype, device=job.evaluation.device)
+        loss = input.loss(loss_name, dtype=task.evaluation.dtype, device=task.evaluation.device)
         for epsilon in settings.epsilon:
             measure = EpsilonSettings(
                 epsilon, settings.epsilon_steps, settings.ascent_step_fraction
             )
-            generator = torch.Generator().manual_seed(job.evaluation.seed)
+            generator = torch.Generator().manual_seed(task.evaluation.seed)
             found = EPSILON.estimate(loss, measure, generator)
             values = [f"l_{loss_name}", epsilon, found.value, "", "", 1]
             head = [str(input.checkpoint.path), method, "epsilon_sharpness"]
@@ -79,22 +79,22 @@ def epsilon_rows(job: Job, input, settings: SharpnessSettings) -> list[dict]:
     return rows
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """Both measures of every checkpoint; the CSV, the JSON and a table on stdout."""
-    settings, rows = job.settings, []
+    settings, rows = task.settings, []
     perturbation = PerturbationSettings(settings.radius, settings.draws)
     with Progress(
-        2 * len(job.checkpoints), "sharpness", "measure", job.evaluation.quiet, 5.0
+        2 * len(task.checkpoints), "sharpness", "measure", task.evaluation.quiet, 5.0
     ) as bar:
-        for checkpoint in job.checkpoints:
-            input = job.input(checkpoint)
-            found = PERTURBATION.compute(input, perturbation, job.evaluation).rows
+        for checkpoint in task.checkpoints:
+            input = task.input(checkpoint)
+            found = PERTURBATION.compute(input, perturbation, task.evaluation).rows
             bar.update(1)
-            rows += epsilon_rows(job, input, settings) + found
+            rows += epsilon_rows(task, input, settings) + found
             bar.update(1)
     paths = [
-        job.write_csv("sharpness.csv", PERTURBATION_COLUMNS, rows),
-        job.write_json("sharpness.json", "sharpness", data=job.data.spec(), rows=rows),
+        task.write_csv("sharpness.csv", PERTURBATION_COLUMNS, rows),
+        task.write_json("sharpness.json", "sharpness", data=task.data.spec(), rows=rows),
     ]
     for row in rows:
         print(

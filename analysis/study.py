@@ -25,8 +25,7 @@ from analysis.evidence.study_design import (  # noqa: E402
 )
 from analysis.evidence.study_report import write_study  # noqa: E402
 from analysis.pipeline.jobs import run_jobs  # noqa: E402
-from toolkit.command import ArgumentParser, command  # noqa: E402
-from toolkit.errors import ConfigError  # noqa: E402
+from toolkit.command import ArgumentParser, check_folders, command  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for flag, path in (("--runs", args.runs), ("--figures", args.figures)):
-        if path.exists() and not path.is_dir():
-            raise ConfigError(f"{flag} {path} is a file; expected a folder")
+    check_folders({"--runs": args.runs, "--figures": args.figures})
     scale, root, began = SCALES[args.scale], args.runs, time.perf_counter()
 
     def log(message: str) -> None:

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.plots.surfaces import KINDS_2D, save_surface_plots  # noqa: E402
 from analysis.surfaces.compute import (  # noqa: E402
     STATS_COLUMNS,
@@ -39,7 +39,7 @@ from analysis.surfaces.compute import (  # noqa: E402
     prepare,
     statistics_rows,
 )
-from analysis.surfaces.job import SurfaceJob, SurfaceSettings  # noqa: E402
+from analysis.surfaces.plan import SurfacePlan, SurfaceSettings  # noqa: E402
 from landscape.surface_io import Surface, load_surface, save_surface  # noqa: E402
 from toolkit.errors import ConfigError  # noqa: E402
 from toolkit.io import write_csv  # noqa: E402
@@ -48,12 +48,12 @@ from training.runs.checkpoint import Checkpoint  # noqa: E402
 from training.runs.distributed import Distributed, close_distributed, init_distributed  # noqa: E402
 
 
-def write_outputs(job: SurfaceJob, surface: Surface) -> list[Path]:
+def write_outputs(plan: SurfacePlan, surface: Surface) -> list[Path]:
     """The surface, its statistics CSV and the plots."""
-    paths = list(save_surface(job.stem, surface))
-    paths.append(write_csv(job.stats, STATS_COLUMNS, statistics_rows(job, surface)))
-    if job.settings.plots:
-        paths += save_surface_plots(surface, job.stem)
+    paths = list(save_surface(plan.stem, surface))
+    paths.append(write_csv(plan.stats, STATS_COLUMNS, statistics_rows(plan, surface)))
+    if plan.settings.plots:
+        paths += save_surface_plots(surface, plan.stem)
     return paths
 
 
@@ -70,14 +70,14 @@ def print_summary(surface: Surface, paths: list[Path], run: dict) -> None:
 
 
 def run_surface(
-    job: SurfaceJob, centre: Checkpoint, dist: Distributed, quiet: bool, overwrite: bool
+    plan: SurfacePlan, centre: Checkpoint, dist: Distributed, quiet: bool, overwrite: bool
 ) -> None:
     """Compute the surface (this rank's share); rank 0 writes it and drops the chunks."""
     start = time.perf_counter()
     if overwrite and dist.is_main:
-        shutil.rmtree(job.parts, ignore_errors=True)
+        shutil.rmtree(plan.parts, ignore_errors=True)
     dist.barrier()
-    prepared = prepare(job, centre, dist)
+    prepared = prepare(plan, centre, dist)
     computed, resumed = compute(prepared, dist, quiet)
     dist.barrier()
     if dist.is_main:
@@ -86,64 +86,64 @@ def run_surface(
             "points_resumed": resumed,
             "world_size": dist.world,
             "seconds": time.perf_counter() - start,
-            "compile": job.settings.compile,
+            "compile": plan.settings.compile,
             "input_layer": prepared.evaluator.input_layer,
         }
         surface = assemble(prepared, run)
-        paths = write_outputs(job, surface)
-        shutil.rmtree(job.parts, ignore_errors=True)
+        paths = write_outputs(plan, surface)
+        shutil.rmtree(plan.parts, ignore_errors=True)
         print_summary(surface, paths, run)
 
 
-def output_files(job: SurfaceJob) -> list[Path]:
+def output_files(plan: SurfacePlan) -> list[Path]:
     """Every file a finished surface has."""
-    files = [job.stem.with_suffix(".json"), job.stem.with_suffix(".npz"), job.stats]
-    kinds = ["curve"] if job.settings.dim == 1 else list(KINDS_2D)
-    if job.settings.plots:
-        files += [Path(f"{job.stem}_{kind}.{ext}") for kind in kinds for ext in ("png", "pdf")]
+    files = [plan.stem.with_suffix(".json"), plan.stem.with_suffix(".npz"), plan.stats]
+    kinds = ["curve"] if plan.settings.dim == 1 else list(KINDS_2D)
+    if plan.settings.plots:
+        files += [Path(f"{plan.stem}_{kind}.{ext}") for kind in kinds for ext in ("png", "pdf")]
     return files
 
 
-def check_existing(job: SurfaceJob, overwrite: bool) -> bool:
+def check_existing(plan: SurfacePlan, overwrite: bool) -> bool:
     """Refuse a finished surface without --overwrite; True when only its statistics and plots
     are missing (a kill while plotting after the chunks were dropped): then just redraw.
 
     Raises:
         ConfigError: If the surface is finished and ``overwrite`` is False.
     """
-    for stale in job.out.glob(f".{job.stem.name}*.tmp"):  # temp files of a killed write
+    for stale in plan.out.glob(f".{plan.stem.name}*.tmp"):  # temp files of a killed write
         stale.unlink(missing_ok=True)
-    if overwrite or job.parts.exists():
+    if overwrite or plan.parts.exists():
         return False  # start over, or resume from the chunk files
-    if all(path.exists() for path in output_files(job)):
+    if all(path.exists() for path in output_files(plan)):
         raise ConfigError(
-            f"{job.stem.with_suffix('.json')} exists; pass --overwrite or choose another --out"
+            f"{plan.stem.with_suffix('.json')} exists; pass --overwrite or choose another --out"
         )
-    return job.stem.with_suffix(".json").exists() and job.stem.with_suffix(".npz").exists()
+    return plan.stem.with_suffix(".json").exists() and plan.stem.with_suffix(".npz").exists()
 
 
-def redraw(job: SurfaceJob) -> None:
+def redraw(plan: SurfacePlan) -> None:
     """Statistics and plots of a surface whose values are saved."""
-    surface = load_surface(job.stem)
-    paths = [write_csv(job.stats, STATS_COLUMNS, statistics_rows(job, surface))]
-    if job.settings.plots:
-        paths += save_surface_plots(surface, job.stem)
+    surface = load_surface(plan.stem)
+    paths = [write_csv(plan.stats, STATS_COLUMNS, statistics_rows(plan, surface))]
+    if plan.settings.plots:
+        paths += save_surface_plots(surface, plan.stem)
     print(f"all points were saved; redrew {', '.join(str(path) for path in paths)}")
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """One surface, resumable; shared by the processes of ``torchrun`` (gloo)."""
-    if job.data.time_step is not None:
+    if task.data.time_step is not None:
         raise ConfigError("--time-step is not used here: every point records L_SDT and L_TET")
-    ends = tuple(checkpoints.read(path) for path in job.settings.others)  # before any work
-    surface = SurfaceJob(job.settings, job.data, job.paths[0], job.out, ends)
-    if check_existing(surface, job.overwrite):
-        redraw(surface)
+    ends = tuple(checkpoints.read(path) for path in task.settings.others)  # before any work
+    plan = SurfacePlan(task.settings, task.data, task.paths[0], task.out, ends)
+    if check_existing(plan, task.overwrite):
+        redraw(plan)
         return 0
     # The grid is shared over gloo whatever the device: the processes only exchange barriers.
     dist, _ = init_distributed(torch.device("cpu"))
     try:
-        run_surface(surface, job.checkpoints[0], dist, job.evaluation.quiet, job.overwrite)
+        run_surface(plan, task.checkpoints[0], dist, task.evaluation.quiet, task.overwrite)
     finally:
         if dist.world > 1:
             close_distributed()

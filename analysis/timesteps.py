@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Job  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
 from analysis.measures.registry import get  # noqa: E402
 from analysis.measures.timesteps import COLUMNS, TimestepSettings  # noqa: E402
 from toolkit.progress import Progress  # noqa: E402
@@ -24,15 +24,15 @@ from toolkit.progress import Progress  # noqa: E402
 TIMESTEPS = get("timesteps")
 
 
-def run(job: Job) -> int:
+def run(task: Task) -> int:
     """Every checkpoint at every T; the CSV and a table on stdout."""
     rows = []
-    quiet = job.evaluation.quiet
-    with Progress(len(job.checkpoints), "timesteps", "checkpoint", quiet, 5.0) as bar:
-        for checkpoint in job.checkpoints:
-            rows += TIMESTEPS.compute(job.input(checkpoint), job.settings, job.evaluation).rows
+    quiet = task.evaluation.quiet
+    with Progress(len(task.checkpoints), "timesteps", "checkpoint", quiet, 5.0) as bar:
+        for checkpoint in task.checkpoints:
+            rows += TIMESTEPS.compute(task.input(checkpoint), task.settings, task.evaluation).rows
             bar.update(1)
-    target = job.write_csv("timesteps.csv", COLUMNS, rows)
+    target = task.write_csv("timesteps.csv", COLUMNS, rows)
     print(f"{'method':<7}{'train T':>8}{'T':>4}{'acc':>8}{'L_SDT':>9}{'L_TET':>9}")
     for row in rows:
         print(

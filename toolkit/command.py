@@ -32,6 +32,7 @@ from toolkit.io import remove_stale_temporaries, to_plain
 __all__ = [
     "ArgumentParser",
     "add_output_args",
+    "check_folders",
     "command",
     "envelope",
     "prepare_output",
@@ -155,6 +156,17 @@ def prepare_output(out: Path, names: Sequence[str], overwrite: bool) -> Path:
         raise ConfigError(message) from None
     remove_stale_temporaries(out, names)
     return out
+
+
+def check_folders(folders: dict[str, Path]) -> None:
+    """Each path (``{flag: path}``) is a folder or does not exist yet.
+
+    Raises:
+        ConfigError: Naming the first flag whose path is a file.
+    """
+    for name, path in folders.items():
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{name} {path} is a file; expected a folder")
 
 
 def _git(*args: str) -> str | None:

@@ -2,7 +2,7 @@
 
 A command declares only what is its own: its description and example, its settings class (its
 flags are generated from it), which of the shared data flags it takes and its default
-``--samples``, the files it writes, and ``run(job) -> int``. The runner does the rest, the same
+``--samples``, the files it writes, and ``run(task) -> int``. The runner does the rest, the same
 way for every command:
 
 1. flags: positional ``CHECKPOINT`` files (or run folders), the command's settings, the shared
@@ -14,7 +14,7 @@ way for every command:
    work: existing results are kept unless ``--overwrite``, temp files of killed writes removed;
 4. every checkpoint is read once (its sha256 from the same bytes) and checked, before any
    compute; a missing, corrupt, malicious or inconsistent one is one line and exit 2;
-5. ``run(job)`` computes and writes through :class:`Job` (atomic CSV and JSON with the
+5. ``run(task)`` computes and writes through :class:`Task` (atomic CSV and JSON with the
    provenance envelope); errors are one line with exit 1, Ctrl-C exit 130.
 """
 
@@ -43,7 +43,7 @@ from training.runs import checkpoint as checkpoints
 from training.runs.checkpoint import Checkpoint
 from training.runs.layout import RunFiles
 
-__all__ = ["CheckpointCommand", "Job", "default_out"]
+__all__ = ["CheckpointCommand", "Task", "default_out"]
 
 
 def default_out(path: Path) -> Path:
@@ -52,7 +52,7 @@ def default_out(path: Path) -> Path:
 
 
 @dataclass
-class Job:
+class Task:
     """What a command's ``run`` receives: everything checked, every checkpoint read once.
 
     Attributes:
@@ -63,7 +63,7 @@ class Job:
         out: The output folder, checked writable.
         evaluation: Loss, dtype, device, seed and quietness for the measures.
         overwrite: Replace existing results (and partial ones).
-        datasets: Datasets loaded for this job (shared by its checkpoints).
+        datasets: Datasets loaded for this task (shared by its checkpoints).
     """
 
     settings: object
@@ -105,7 +105,7 @@ class CheckpointCommand:
         name: The script's name without ``.py`` (``hessian``).
         doc: Its description (the module docstring).
         example: One or more example command lines.
-        run: ``run(job) -> exit status``: compute, write through the job, print a summary.
+        run: ``run(task) -> exit status``: compute, write through the task, print a summary.
         settings: The command's settings class (flags generated from it), or None.
         outputs: ``outputs(settings) -> file names`` it writes into the output folder.
         data_fields: The :class:`DataSettings` fields it offers as flags.
@@ -117,7 +117,7 @@ class CheckpointCommand:
     name: str
     doc: str
     example: str
-    run: Callable[[Job], int]
+    run: Callable[[Task], int]
     settings: type | None = None
     outputs: Callable[[object], Sequence[str]] = lambda settings: ()
     data_fields: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DataSettings))
@@ -133,14 +133,17 @@ class CheckpointCommand:
             epilog=f"example:\n{self.example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        what = "checkpoint (.pt) written by training/run.py"
-        what = f"{what}, or a run folder" if self.run_folders else what
+        what = (
+            "checkpoint (.pt) written by training/run.py"
+            if self.single
+            else ("checkpoints (.pt) written by training/run.py")
+        )
         parser.add_argument(
             "checkpoints",
             nargs=1 if self.single else "+",
             type=Path,
             metavar="CHECKPOINT",
-            help=what if self.single else f"{what}s",
+            help=f"{what}, or run folders" if self.run_folders else what,
         )
         if self.settings is not None:
             add_config_args(parser, self.settings, title=f"{self.name} settings")
@@ -153,7 +156,7 @@ class CheckpointCommand:
         add_output_args(parser, "<first input's run folder>/analysis")
         return parser
 
-    def _job(self, args: argparse.Namespace) -> Job:
+    def _task(self, args: argparse.Namespace) -> Task:
         settings = config_from_args(args, self.settings) if self.settings else None
         data = config_from_args(args, DataSettings)
         if args.dry_run:
@@ -172,7 +175,7 @@ class CheckpointCommand:
             data.seed,
             args.quiet,
         )
-        return Job(settings, data, paths, found, out, evaluation, args.overwrite)
+        return Task(settings, data, paths, found, out, evaluation, args.overwrite)
 
     def _checkpoint_of(self, path: Path) -> Path:
         if self.run_folders and path.is_dir():
@@ -181,7 +184,7 @@ class CheckpointCommand:
 
     def _main(self, argv: list[str] | None = None) -> int:
         args = self.build_parser().parse_args(argv)
-        return self.run(self._job(args))
+        return self.run(self._task(args))
 
     def main(self, argv: list[str] | None = None) -> int:
         """Run the command; returns the exit status (0, 1 runtime, 2 usage, 130 Ctrl-C)."""

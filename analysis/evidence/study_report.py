@@ -126,7 +126,8 @@ PROTOCOL = (
     "Settings were fixed before any verdict was looked at: the MNIST-1D training setting by the "
     "protocol in `configs/README.md` (committed before its selection runs, which never compared "
     "SDT with TET), the digits setting is the training default, and the study design and every "
-    "margin δ are code in `analysis/study_design.py`, committed before the full study first ran."
+    "margin δ are code in `analysis/evidence/study_design.py`, committed before the full study "
+    "first ran."
 )
 
 

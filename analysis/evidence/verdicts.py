@@ -1,7 +1,7 @@
 """The paper's claims, each checked on data frames of the artifacts (no file reading here).
 
 Each function returns a :class:`analysis.evidence.claims.Verdict` computed with the rule in
-``analysis/claims.py`` (difference of means beyond two standard errors over seeds); none is
+``analysis/evidence/claims.py`` (difference of means beyond two standard errors over seeds); none is
 written by hand. ``analysis/report.py`` reads the artifacts and writes the verdicts.
 """
 

@@ -31,6 +31,7 @@ __all__ = [
     "Estimate",
     "LossMeasure",
     "MeasureResult",
+    "describe",
     "get",
     "loss_measures",
     "register",
@@ -141,3 +142,12 @@ def get(name: str) -> LossMeasure | CheckpointMeasure:
 def loss_measures() -> list[LossMeasure]:
     """Every registered loss measure, in registration order."""
     return [m for m in MEASURES.values() if isinstance(m, LossMeasure)]
+
+
+def describe(measures: list[LossMeasure | CheckpointMeasure]) -> str:
+    """One line per measure: its name, what it is, and whether it is rescaling-invariant."""
+    lines = []
+    for m in measures:
+        invariant = " [rescaling-invariant]" if getattr(m, "rescaling_invariant", False) else ""
+        lines.append(f"  {m.name:<22} {m.summary}{invariant}")
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
-"""Plots of loss surfaces: a :class:`landscape.surface.Surface` in, a matplotlib ``Figure`` out.
+"""Plots of loss surfaces: a :class:`landscape.surface_io.Surface` in, a matplotlib ``Figure`` out.
 
-No computation and no file reading here (STYLE.md): values are drawn as stored. Figures are built
+No computation and no file reading here: values are drawn as stored. Figures are built
 with ``matplotlib.figure.Figure`` (no pyplot state). 2-D values are x-major (``[i, j]`` is
 ``(x_i, y_j)``), so ``meshgrid(..., indexing="ij")`` gives matching shapes for non-square grids
 (the bug that makes loss-landscape's ``plot_2D`` crash). The 3-D axes come from

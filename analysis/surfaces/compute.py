@@ -1,6 +1,6 @@
 """Computing one loss surface: prepare (checkpoint, data, directions), compute (this rank's
 chunks of the grid, resumable), assemble (the :class:`landscape.surface_io.Surface` and its
-statistics). ``analysis/surface.py`` turns its flags into a :class:`SurfaceJob` and calls these.
+statistics). ``analysis/surface.py`` turns its flags into a :class:`SurfacePlan` and calls these.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis.measures.inputs import Datasets, PointMetrics, load_input, resolve_dtype, select
 from analysis.surfaces.directions import build_directions
-from analysis.surfaces.job import METRICS, SurfaceJob, make_grid
+from analysis.surfaces.plan import METRICS, SurfacePlan, make_grid
 from landscape import api
 from landscape import directions as dirs
 from landscape.sharpness import surface_statistics
@@ -59,56 +59,56 @@ def fingerprint(record: dict) -> str:
     return hashlib.sha256(json.dumps(to_plain(record), sort_keys=True).encode()).hexdigest()
 
 
-def shared_directions(input, job: SurfaceJob, record: dict, dist: Distributed):
+def shared_directions(input, plan: SurfacePlan, record: dict, dist: Distributed):
     """Rank 0 builds the directions once into the parts folder (or reuses them); all ranks read.
 
     Raises:
         ConfigError: If the parts folder holds directions of other settings.
     """
-    path, digest = job.parts / "directions.npz", fingerprint(record)
+    path, digest = plan.parts / "directions.npz", fingerprint(record)
     if dist.is_main and not path.is_file():
-        found = build_directions(input, job)
+        found = build_directions(input, plan)
         metadata = {"fingerprint": digest, **found.info}
         dirs.save_directions(path, found.directions, metadata, found.extras)
     dist.barrier()
     found, info, extras = dirs.load_directions(path)
     if info.pop("fingerprint") != digest:
         message = "holds a partial surface of other settings; pass --overwrite to discard it"
-        raise ConfigError(f"{job.parts} {message}")
+        raise ConfigError(f"{plan.parts} {message}")
     return found, info, extras
 
 
-def _record(job: SurfaceJob, checkpoint: Checkpoint, data: dict) -> dict:
-    s = job.settings
+def _record(plan: SurfacePlan, checkpoint: Checkpoint, data: dict) -> dict:
+    s = plan.settings
     return {
         "checkpoint": checkpoint.record,
         "directions": {
             "kind": s.kind,
             "spec": s.spec,
             "dim": s.dim,
-            "seed": job.data.seed,
+            "seed": plan.data.seed,
             "normalization": s.normalization,
             "ignore_biasbn": s.ignore_biasbn,
             "orthogonalize": s.orthogonalize,
-            "loss": job.data.loss,
+            "loss": plan.data.loss,
         },
         "data": data,
-        "dtype": job.data.dtype,  # eigen directions depend on them
+        "dtype": plan.data.dtype,  # eigen directions depend on them
     }
 
 
-def prepare(job: SurfaceJob, checkpoint: Checkpoint, dist: Distributed) -> PreparedSurface:
+def prepare(plan: SurfacePlan, checkpoint: Checkpoint, dist: Distributed) -> PreparedSurface:
     """Load the model and data, share the directions; all that the grid needs."""
-    s, datasets = job.settings, Datasets()
-    input = load_input(checkpoint, job.data_spec(), "cpu", datasets)
+    s, datasets = plan.settings, Datasets()
+    input = load_input(checkpoint, plan.data_spec(), "cpu", datasets)
     config = checkpoint.config
     bn_batches = []
     if s.bn != "eval":
-        bn_batches = [x for x, _ in select(datasets, config, job.bn_spec())[0]]
-    record = _record(job, checkpoint, input.data)
-    found, info, extras = shared_directions(input, job, record, dist)
-    grid = make_grid(job, extras)
-    device = resolve_device(job.data.device)
+        bn_batches = [x for x, _ in select(datasets, config, plan.bn_spec())[0]]
+    record = _record(plan, checkpoint, input.data)
+    found, info, extras = shared_directions(input, plan, record, dist)
+    grid = make_grid(plan, extras)
+    device = resolve_device(plan.data.device)
     record["directions"].update(info)
     record.update(
         grid={"axes": grid.axes, "shape": grid.shape},
@@ -136,30 +136,30 @@ def prepare(job: SurfaceJob, checkpoint: Checkpoint, dist: Distributed) -> Prepa
         use_input_cache=s.input_cache,
         use_compile=s.compile,
         use_channels_last=s.channels_last,
-        dtype=resolve_dtype(job.data.dtype),
+        dtype=resolve_dtype(plan.data.dtype),
         device=device,
     )
-    check_chunking(job, grid.num_points)
-    store = SurfaceStore(job.parts, grid.num_points, s.chunk_size, fingerprint(record))
+    check_chunking(plan, grid.num_points)
+    store = SurfaceStore(plan.parts, grid.num_points, s.chunk_size, fingerprint(record))
     for i, direction in enumerate(found):
         extras.update({f"direction{i}/{name}": t.numpy() for name, t in direction.items()})
     return PreparedSurface(record, evaluator, store, grid, extras)
 
 
-def check_chunking(job: SurfaceJob, num_points: int) -> None:
+def check_chunking(plan: SurfacePlan, num_points: int) -> None:
     """Refuse to resume a partial surface with another ``--chunk-size`` (its points would be lost).
 
     Raises:
         ConfigError: If the first chunk file holds another number of points.
     """
     try:
-        with np.load(job.parts / "chunk_000000.npz", allow_pickle=False) as data:
+        with np.load(plan.parts / "chunk_000000.npz", allow_pickle=False) as data:
             found = len(next(data[key] for key in data.files if key != "_fingerprint"))
     except (OSError, ValueError, EOFError, KeyError, StopIteration):
         return  # no readable first chunk: nothing to lose
-    if found != min(job.settings.chunk_size, num_points):
+    if found != min(plan.settings.chunk_size, num_points):
         raise ConfigError(
-            f"{job.parts} holds chunks of {found} points; pass --chunk-size {found} to resume "
+            f"{plan.parts} holds chunks of {found} points; pass --chunk-size {found} to resume "
             "them, or --overwrite to start over"
         )
 
@@ -185,11 +185,11 @@ def assemble(prepared: PreparedSurface, run: dict) -> Surface:
     return Surface([np.asarray(axis) for axis in grid.axes], values, metadata, prepared.extras)
 
 
-def statistics_rows(job: SurfaceJob, surface: Surface) -> list[list]:
+def statistics_rows(plan: SurfacePlan, surface: Surface) -> list[list]:
     """Rows of :data:`STATS_COLUMNS`: quadratic curvature, basin width, flat share per loss."""
-    threshold = job.settings.basin_threshold
+    threshold = plan.settings.basin_threshold
     return [
-        [str(job.checkpoint), job.stem.name, metric, key, value]
+        [str(plan.checkpoint), plan.stem.name, metric, key, value]
         for metric in METRICS
         for key, value in surface_statistics(
             surface.axes, surface.values[metric], threshold

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from analysis.measures.inputs import EvalInput, resolve_dtype
-from analysis.surfaces.job import SurfaceJob
+from analysis.surfaces.plan import SurfacePlan
 from landscape import api
 from landscape.directions import DirectionSet
 from toolkit.errors import ConfigError
@@ -24,17 +24,17 @@ from training.runs.layout import RunFiles
 __all__ = ["build_directions"]
 
 
-def _interp(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
-    others = job.ends
+def _interp(input: EvalInput, plan: SurfacePlan) -> tuple[dict, dict]:
+    others = plan.ends
     ends = [other.model().state_dict() for other in others]
     record = {"checkpoints": [str(o.path) for o in others], "sha256": [o.sha256 for o in others]}
     return {"ends": ends}, record
 
 
-def _pca(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
-    run = RunFiles(Path(job.settings.spec))
+def _pca(input: EvalInput, plan: SurfacePlan) -> tuple[dict, dict]:
+    run = RunFiles(Path(plan.settings.spec))
     files = [path for _, path in sorted(run.snapshots().items())]
-    dim = job.settings.dim
+    dim = plan.settings.dim
     if len(files) < dim + 1:
         raise ConfigError(
             f"pca needs >= {dim + 1} epoch_NNN.pt files in {run.path}, found {len(files)} "
@@ -45,8 +45,8 @@ def _pca(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
     return {"trajectory": trajectory, "dim": dim}, record
 
 
-def _eigen(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
-    data = job.data
+def _eigen(input: EvalInput, plan: SurfacePlan) -> tuple[dict, dict]:
+    data = plan.data
     loss = input.loss(
         data.loss, dtype=resolve_dtype(data.dtype), device=resolve_device(data.device)
     )
@@ -54,17 +54,17 @@ def _eigen(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
     inputs = {
         "operator": operator,
         "shapes": loss.objective.shapes,
-        "dim": job.settings.dim,
+        "dim": plan.settings.dim,
         "generator": torch.Generator().manual_seed(data.seed),
     }
     return inputs, {"loss": loss.name}
 
 
-def _random(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
-    s = job.settings
+def _random(input: EvalInput, plan: SurfacePlan) -> tuple[dict, dict]:
+    s = plan.settings
     inputs = {
         "dim": s.dim,
-        "generator": torch.Generator().manual_seed(job.data.seed),
+        "generator": torch.Generator().manual_seed(plan.data.seed),
         "normalization": s.normalization,
         "ignore_biasbn": s.ignore_biasbn,
         "orthogonalize_second": s.orthogonalize,
@@ -75,9 +75,9 @@ def _random(input: EvalInput, job: SurfaceJob) -> tuple[dict, dict]:
 _INPUTS = {"random": _random, "interp": _interp, "pca": _pca, "eigen": _eigen}
 
 
-def build_directions(input: EvalInput, job: SurfaceJob) -> DirectionSet:
-    """The directions of ``job`` around its checkpoint, with where they came from in ``info``."""
-    inputs, record = _INPUTS[job.settings.kind](input, job)
-    found = api.directions(job.settings.kind, input.model, **inputs)
+def build_directions(input: EvalInput, plan: SurfacePlan) -> DirectionSet:
+    """The directions of ``plan`` around its checkpoint, with where they came from in ``info``."""
+    inputs, record = _INPUTS[plan.settings.kind](input, plan)
+    found = api.directions(plan.settings.kind, input.model, **inputs)
     found.info = {**record, **found.info}
     return found

@@ -255,3 +255,18 @@ def test_corrupt_cache_is_a_data_error(tmp_path):
     path.write_bytes(b"not an npz")
     with pytest.raises(DataError, match="delete it"):
         mnist1d.load_arrays(tmp_path, 100)
+
+
+def test_the_dataset_brings_its_model(root, tmp_path):
+    assert TrainConfig(dataset="mnist1d").model == "mnist1d_snn"
+    assert TrainConfig(dataset="mnist1d", model="spiking_mlp").model == "spiking_mlp"
+    assert TrainConfig().model == "digits_snn"
+    args = [a for a in TINY if a not in ("--model", "mnist1d_snn")]
+    out = subprocess.run(
+        [*RUN, *args, "--data-root", str(root), "--out", str(tmp_path), "--method", "tet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "mnist1d-mnist1d_snn-T4-tet-seed0" / "last.pt").is_file()

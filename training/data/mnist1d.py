@@ -8,7 +8,7 @@ The package's ``get_dataset`` downloads a pickle over HTTP; it is never called h
 
 Cache: ``<data_root>/mnist1d/mnist1d-<key>.npz``, where ``key`` hashes the generation arguments and
 the package version (``cache_key``). A hit reads the file and neither imports nor calls the
-generator; a miss generates and writes the file atomically (``landscape.io.atomic_write``).
+generator; a miss generates and writes the file atomically (``toolkit.io.atomic_write``).
 ``make_dataset`` seeds Python's and numpy's global generators; their states are restored after.
 
 Normalization: ``make_dataset`` already centres and scales all 5,000 signals together. On top of

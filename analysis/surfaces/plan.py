@@ -1,7 +1,7 @@
 """What a loss-surface computation is: its settings, its grid and its files.
 
 :class:`SurfaceSettings` are the surface command's flags (validated: direction kind, ranges,
-counts); :class:`SurfaceJob` is one surface, fully specified (settings, the shared data flags,
+counts); :class:`SurfacePlan` is one surface, fully specified (settings, the shared data flags,
 the centre checkpoint and the output folder), the only thing the computation
 (:mod:`analysis.surfaces.compute`) and the directions (:mod:`analysis.surfaces.directions`) take.
 """
@@ -21,7 +21,15 @@ from toolkit.errors import ConfigError
 from toolkit.settings import check, option
 from training.runs.checkpoint import Checkpoint
 
-__all__ = ["KINDS", "METRICS", "Range", "SurfaceJob", "SurfaceSettings", "make_grid", "parse_range"]
+__all__ = [
+    "KINDS",
+    "METRICS",
+    "Range",
+    "SurfacePlan",
+    "SurfaceSettings",
+    "make_grid",
+    "parse_range",
+]
 
 KINDS = ("random", "interp", "pca", "eigen")
 METRICS = ("l_sdt", "l_tet")  # the losses every surface records (and its stats CSV summarizes)
@@ -127,7 +135,7 @@ class SurfaceSettings:
 
 
 @dataclass(frozen=True)
-class SurfaceJob:
+class SurfacePlan:
     """One surface, fully specified.
 
     Attributes:
@@ -169,15 +177,15 @@ class SurfaceJob:
         return DataSpec("train", self.settings.bn_samples, self.data.seed + 1, self.data.batch_size)
 
 
-def make_grid(job: SurfaceJob, extras: dict) -> Grid:
+def make_grid(plan: SurfacePlan, extras: dict) -> Grid:
     """The grid of ``--x``/``--y`` or the default of the direction kind.
 
     Args:
-        job: The surface.
+        plan: The surface.
         extras: Arrays of the directions; for ``pca`` without ``x``, the grid covers
             ``extras["trajectory"]``.
     """
-    s = job.settings
+    s = plan.settings
     x, y = s.ranges()
     default = (-0.5, 1.5, 51) if s.kind == "interp" else (-1.0, 1.0, 51)
     ranges = [x or default, y or x or default][: s.dim]
