@@ -63,7 +63,7 @@ class SurfaceSettings:
     dim: int = option(2, "1-D or 2-D surface", choices=(1, 2))
     directions: str = option("random", "random | interp:CKPT2[,CKPT3] | pca:RUN_DIR | eigen")
     x: str | None = option(
-        None, "x grid LOW:HIGH:NUM (default: -1:1:51; interp -0.5:1.5:51; pca: the trajectory's)"
+        None, "x grid LOW:HIGH:NUM (default: -1:1:51; interp -0.5:1.5:41; pca: the trajectory's)"
     )
     y: str | None = option(None, "y grid LOW:HIGH:NUM (default: as --x)")
     normalization: str = option(
@@ -187,7 +187,7 @@ def make_grid(plan: SurfacePlan, extras: dict) -> Grid:
     """
     s = plan.settings
     x, y = s.ranges()
-    default = (-0.5, 1.5, 51) if s.kind == "interp" else (-1.0, 1.0, 51)
+    default = (-0.5, 1.5, 41) if s.kind == "interp" else (-1.0, 1.0, 51)  # both ends on it
     ranges = [x or default, y or x or default][: s.dim]
     for axis in range(s.dim if s.kind == "pca" and not x else 0):
         track = extras["trajectory"][:, axis]
