@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.pipeline.demo import (  # noqa: E402
+from analysis.pipeline.demo import (
     DEMO,
     TINY,
     analysis_stages,
@@ -26,9 +26,9 @@ from analysis.pipeline.demo import (  # noqa: E402
     study_stage,
     training_stages,
 )
-from analysis.pipeline.jobs import run_job  # noqa: E402
-from toolkit.command import ArgumentParser, check_folders, command  # noqa: E402
-from training.runs.layout import RunLayout  # noqa: E402
+from analysis.pipeline.jobs import run_job
+from toolkit.command import ArgumentParser, check_folders, command
+from training.runs.layout import RunLayout
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.evidence.artifacts import MissingArtifact, runs_layout  # noqa: E402
-from analysis.evidence.figures import FIGURES  # noqa: E402
-from analysis.plots.style import save_figure, save_table  # noqa: E402
-from toolkit.command import ArgumentParser, command, prepare_output  # noqa: E402
+from analysis.evidence.artifacts import MissingArtifact, runs_layout
+from analysis.evidence.figures import FIGURES
+from analysis.plots.style import save_figure, save_table
+from toolkit.command import ArgumentParser, command, prepare_output
 
 
 def build_parser() -> argparse.ArgumentParser:

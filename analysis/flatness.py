@@ -21,9 +21,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.measures.flatness import HEADER, FlatnessSettings, checkpoint_rows  # noqa: E402
-from analysis.measures.registry import describe, loss_measures  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.measures.flatness import HEADER, FlatnessSettings, checkpoint_rows
+from analysis.measures.registry import describe, loss_measures
 
 
 def run(task: Task) -> int:

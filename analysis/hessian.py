@@ -20,10 +20,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.measures.hessian import COLUMNS, HESSIAN, SpectrumSettings, all_converged  # noqa: E402
-from analysis.plots.hessian import save_density_figure  # noqa: E402
-from toolkit.io import save_npz  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.measures.hessian import COLUMNS, HESSIAN, SpectrumSettings, all_converged
+from analysis.plots.hessian import save_density_figure
+from toolkit.io import save_npz
 
 
 def outputs(settings: SpectrumSettings) -> list[str]:

@@ -21,24 +21,24 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.measures.momentum import (  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.measures.momentum import (
     COLUMNS,
     MomentumSettings,
     data_spec,
     run_rows,
     summarize,
 )
-from analysis.measures.registry import get  # noqa: E402
-from analysis.plots.momentum import save_momentum_figures  # noqa: E402
-from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
-from toolkit.progress import Progress  # noqa: E402
-from toolkit.settings import option  # noqa: E402
-from training.runs import checkpoint as checkpoints  # noqa: E402
-from training.runs.checkpoint import Checkpoint  # noqa: E402
-from training.runs.layout import RunFiles  # noqa: E402
+from analysis.measures.registry import get
+from analysis.plots.momentum import save_momentum_figures
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.progress import Progress
+from toolkit.settings import option
+from training.runs import checkpoint as checkpoints
+from training.runs.checkpoint import Checkpoint
+from training.runs.layout import RunFiles
 
 MOMENTUM = get("gradient_momentum")
 

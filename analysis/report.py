@@ -13,10 +13,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.evidence.artifacts import MissingArtifact, runs_layout  # noqa: E402
-from analysis.evidence.report import render  # noqa: E402
-from toolkit.command import ArgumentParser, command, prepare_output  # noqa: E402
-from toolkit.io import atomic_write_text  # noqa: E402
+from analysis.evidence.artifacts import MissingArtifact, runs_layout
+from analysis.evidence.report import render
+from toolkit.command import ArgumentParser, command, prepare_output
+from toolkit.io import atomic_write_text
 
 
 def build_parser() -> argparse.ArgumentParser:

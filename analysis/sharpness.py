@@ -25,17 +25,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.measures.registry import get  # noqa: E402
-from analysis.measures.sharpness import (  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.measures.registry import get
+from analysis.measures.sharpness import (
     PERTURBATION_COLUMNS,
     EpsilonSettings,
     PerturbationSettings,
 )
-from toolkit.progress import Progress  # noqa: E402
-from toolkit.settings import check, option, same_as  # noqa: E402
+from toolkit.progress import Progress
+from toolkit.settings import check, option, same_as
 
 EPSILON, PERTURBATION = get("epsilon_sharpness"), get("random_perturbation")
 

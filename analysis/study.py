@@ -17,15 +17,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.evidence.study_design import (  # noqa: E402
+from analysis.evidence.study_design import (
     SCALES,
     flatness_stage,
     paired_jobs,
     population_jobs,
 )
-from analysis.evidence.study_report import write_study  # noqa: E402
-from analysis.pipeline.jobs import run_jobs  # noqa: E402
-from toolkit.command import ArgumentParser, check_folders, command  # noqa: E402
+from analysis.evidence.study_report import write_study
+from analysis.pipeline.jobs import run_jobs
+from toolkit.command import ArgumentParser, check_folders, command
 
 
 def build_parser() -> argparse.ArgumentParser:

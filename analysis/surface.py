@@ -27,25 +27,25 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.plots.surfaces import KINDS_2D, save_surface_plots  # noqa: E402
-from analysis.surfaces.compute import (  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.plots.surfaces import KINDS_2D, save_surface_plots
+from analysis.surfaces.compute import (
     STATS_COLUMNS,
     assemble,
     compute,
     prepare,
     statistics_rows,
 )
-from analysis.surfaces.plan import SurfacePlan, SurfaceSettings  # noqa: E402
-from landscape.surface_io import Surface, load_surface, save_surface  # noqa: E402
-from toolkit.errors import ConfigError  # noqa: E402
-from toolkit.io import write_csv  # noqa: E402
-from training.runs import checkpoint as checkpoints  # noqa: E402
-from training.runs.checkpoint import Checkpoint  # noqa: E402
-from training.runs.distributed import Distributed, close_distributed, init_distributed  # noqa: E402
+from analysis.surfaces.plan import SurfacePlan, SurfaceSettings
+from landscape.surface_io import Surface, load_surface, save_surface
+from toolkit.errors import ConfigError
+from toolkit.io import write_csv
+from training.runs import checkpoint as checkpoints
+from training.runs.checkpoint import Checkpoint
+from training.runs.distributed import Distributed, close_distributed, init_distributed
 
 
 def write_outputs(plan: SurfacePlan, surface: Surface) -> list[Path]:

@@ -16,10 +16,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.cli.checkpoint_command import CheckpointCommand, Task  # noqa: E402
-from analysis.measures.registry import get  # noqa: E402
-from analysis.measures.timesteps import COLUMNS, TimestepSettings  # noqa: E402
-from toolkit.progress import Progress  # noqa: E402
+from analysis.cli.checkpoint_command import CheckpointCommand, Task
+from analysis.measures.registry import get
+from analysis.measures.timesteps import COLUMNS, TimestepSettings
+from toolkit.progress import Progress
 
 TIMESTEPS = get("timesteps")
 

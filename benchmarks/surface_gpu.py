@@ -18,13 +18,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from analysis.measures.inputs import PointMetrics  # noqa: E402
-from benchmarks.surface_vs_pointwise import METRICS, _loop  # noqa: E402
-from landscape.directions import random_direction  # noqa: E402
-from landscape.surface import SurfaceEvaluator  # noqa: E402
-from training.models import build  # noqa: E402
+from analysis.measures.inputs import PointMetrics
+from benchmarks.surface_vs_pointwise import METRICS, _loop
+from landscape.directions import random_direction
+from landscape.surface import SurfaceEvaluator
+from training.models import build
 
 
 def _sync(device: torch.device) -> None:

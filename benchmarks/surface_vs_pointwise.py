@@ -33,17 +33,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+from torch import Tensor, nn
 
-from analysis.measures.inputs import PointMetrics  # noqa: E402
-from landscape.directions import random_direction  # noqa: E402
-from landscape.store import Grid  # noqa: E402
-from landscape.surface import SurfaceEvaluator  # noqa: E402
-from training.data.datasets import load_digits  # noqa: E402
-from training.models import build  # noqa: E402
+from analysis.measures.inputs import PointMetrics
+from landscape.directions import random_direction
+from landscape.store import Grid
+from landscape.surface import SurfaceEvaluator
+from training.data.datasets import load_digits
+from training.models import build
 
 METRICS = ("l_sdt", "l_tet", "accuracy")
 

@@ -18,14 +18,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from toolkit.command import ArgumentParser, command  # noqa: E402
-from toolkit.errors import CheckpointError, ConfigError  # noqa: E402
-from training import models  # noqa: E402
-from training.runs import checkpoint  # noqa: E402
-from training.runs.config import TrainConfig  # noqa: E402
-from training.runs.official import OFFICIAL_MODELS, convert_official_state_dict  # noqa: E402
+from toolkit.command import ArgumentParser, command
+from toolkit.errors import CheckpointError, ConfigError
+from training import models
+from training.runs import checkpoint
+from training.runs.config import TrainConfig
+from training.runs.official import OFFICIAL_MODELS, convert_official_state_dict
 
 DEFAULT_DATA = {
     "resnet19": ("cifar10", 4),

@@ -24,20 +24,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from toolkit.command import ArgumentParser, command  # noqa: E402
-from toolkit.errors import ConfigError, DivergenceError, ToolkitError  # noqa: E402
-from toolkit.settings import (  # noqa: E402
+from toolkit.command import ArgumentParser, command
+from toolkit.errors import ConfigError, DivergenceError, ToolkitError
+from toolkit.settings import (
     add_config_args,
     apply_defaults,
     config_from_args,
     load_config_file,
 )
-from training.runs.config import DERIVED_FIELDS, TrainConfig  # noqa: E402
-from training.runs.layout import RunFiles, RunLayout  # noqa: E402
-from training.runs.presets import get_preset, preset_table  # noqa: E402
-from training.runs.trainer import check_config, run_status, train  # noqa: E402
+from training.runs.config import DERIVED_FIELDS, TrainConfig
+from training.runs.layout import RunFiles, RunLayout
+from training.runs.presets import get_preset, preset_table
+from training.runs.trainer import check_config, run_status, train
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,7 @@ def summary(paired: dict[str, pd.DataFrame], population: pd.DataFrame) -> list[s
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
             + f". Flatness measures where 'TET lower' holds: {held or 'none'}; where the "
             f"opposite holds (TET sharper): {opposite or 'none'}."
-        )  # noqa
+        )
         for metric in ("test_acc", "acc_gap"):
             row = table[table.metric == metric]
             if not row.empty:

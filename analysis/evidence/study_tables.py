@@ -125,7 +125,7 @@ def paired_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "verdict": verdict.verdict,
                 "within_margin": verdict.within_margin,
             }
-        )  # noqa
+        )
     return pd.DataFrame(rows)
 
 

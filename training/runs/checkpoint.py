@@ -8,7 +8,8 @@ types only. Layout (``FORMAT_VERSION = 1``)::
      "config": dict,                       # TrainConfig fields + input_shape + num_classes
      "epoch": int, "step": int, "metrics": dict, "history": list[dict],
      "optimizer": dict | None, "scheduler": dict | None, "rng": dict,
-     "provenance": {"git_commit", "git_dirty", "torch"}}
+     "provenance": {"git_commit", "git_dirty", "torch"},
+     "imported_from": str}                 # training/import_official.py only
 
 No wall-clock value is stored (the time of writing is the file's mtime), so the same training
 with the same seed writes byte-identical checkpoints.
@@ -226,11 +227,6 @@ class Checkpoint:
     def record(self) -> dict:
         """``{"path": ..., "sha256": ...}``, as result files record their inputs."""
         return {"path": str(self.path), "sha256": self.sha256}
-
-    @property
-    def state_dict(self) -> dict:
-        """The model's stored weights and buffers."""
-        return self.raw["model"]["state_dict"]
 
     def model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model, rebuilt and loaded, in eval mode on ``device``.
