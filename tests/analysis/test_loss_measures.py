@@ -23,16 +23,6 @@ from training.snn.losses import tet_loss
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_the_module():
-    # The module's fixtures run before conftest's per-test one thread; tiny models are far
-    # slower on several threads.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def input(tmp_path_factory):
     path = save_mlp(tmp_path_factory.mktemp("run") / "last.pt", "tet", 0, T=2, hidden=(3,))

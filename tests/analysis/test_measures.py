@@ -62,15 +62,6 @@ LOSS_MEASURES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_the_module():
-    # The module's fixtures run before conftest's per-test one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tet_path(tmp_path_factory):
     return save_mlp(tmp_path_factory.mktemp("tet") / "last.pt", "tet", 0, T=3, lamb=0.2)

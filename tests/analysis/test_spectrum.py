@@ -27,15 +27,6 @@ F64 = torch.float64
 QUIET = Evaluation(dtype=F64, quiet=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_the_module():
-    # The module's fixtures run before conftest's per-test one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def input(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spectrum") / "digits-sdt-seed0"

@@ -33,15 +33,6 @@ F64 = torch.float64
 RANGE_ERROR = r"expected LOW:HIGH:NUM with LOW < HIGH, NUM >= 3 \(e\.g\. -1:1:51\), got "
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_for_the_module():
-    # The module's fixtures run before conftest's per-test one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("runs") / "digits-T2-sdt-seed0"
