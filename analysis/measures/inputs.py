@@ -25,7 +25,7 @@ from landscape.operators import HessianOperator
 from toolkit.errors import ConfigError
 from toolkit.io import DEVICES
 from toolkit.settings import check, option
-from training.data.datasets import Dataset, TensorLoader, dataset_for
+from training.data.datasets import DATA_FIELDS, Dataset, TensorLoader, dataset_for
 from training.runs.checkpoint import Checkpoint
 from training.runs.config import TrainConfig
 from training.snn.gradient_stats import momentum_subset
@@ -137,15 +137,7 @@ class Datasets:
 
     def of(self, config: TrainConfig) -> Dataset:
         """The dataset ``config`` was trained on (its generation and encoding settings too)."""
-        key = (
-            config.dataset,
-            config.data_root,
-            config.upsample,
-            config.T,
-            config.encoding,
-            config.mnist1d_samples,
-            config.mnist1d_validation,
-        )
+        key = tuple(getattr(config, name) for name in DATA_FIELDS)
         if key not in self.loaded:
             self.loaded[key] = dataset_for(config)
         return self.loaded[key]

@@ -147,3 +147,13 @@ def test_tensor_loader_batches_epochs_and_sequences():
     assert not torch.equal(epoch0, torch.cat([b[1] for b in loader.batches(1)]))
     seq = TensorLoader(torch.zeros(5, 3, 2, 4, 4), torch.zeros(5, dtype=torch.long), 2)
     assert next(iter(seq.batches()))[0].shape == (3, 2, 2, 4, 4)  # time-major
+
+
+def test_digits_split_seed_draws_another_stratified_split():
+    from training.data.datasets import dataset_for
+    from training.runs.config import TrainConfig
+
+    zero, one = load_digits(split_seed=0), load_digits(split_seed=1)
+    assert len(zero.y_test) == len(one.y_test) and not torch.equal(zero.y_test, one.y_test)
+    assert torch.equal(zero.y_test.bincount(), one.y_test.bincount())  # stratified alike
+    assert torch.equal(dataset_for(TrainConfig(digits_split_seed=1)).x_test, one.x_test)

@@ -270,3 +270,16 @@ def test_the_dataset_brings_its_model(root, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "mnist1d-mnist1d_snn-T4-tet-seed0" / "last.pt").is_file()
+
+
+def test_each_draw_has_its_own_training_data_and_all_share_one_large_test_set(root):
+    first = mnist1d.load_mnist1d(root, 100, seed=1000, test_samples=60)
+    second = mnist1d.load_mnist1d(root, 100, seed=1001, test_samples=60)
+    assert not torch.equal(first[0], second[0])  # another draw of the training data
+    assert len(first[3]) == 60 and torch.equal(first[3], second[3])  # the same test labels
+    own = mnist1d.load_mnist1d(root, 100, seed=1000)
+    assert torch.equal(own[0], first[0]) and len(own[3]) == 20  # the draw's own 1/5 split
+    config = TrainConfig(dataset="mnist1d", data_root=str(root), mnist1d_samples=100)
+    assert torch.equal(dataset_for(config).x_train, mnist1d.load_mnist1d(root, 100)[0])
+    with pytest.raises(ConfigError, match="exclude each other"):
+        mnist1d.load_mnist1d(root, 100, validation=0.2, test_samples=60)

@@ -188,3 +188,20 @@ def test_logged_gradient_statistics_equal_post_hoc_ones(tmp_path):
     assert (merged.value.astype(float) - merged.value_p).abs().max() < 1e-6
     metrics = pd.read_csv(run / "metrics.csv")
     assert {"grad_norm_sdt", "grad_norm_tet", "momentum_norm", "update_cos"} <= set(metrics.columns)
+
+
+def test_training_stops_at_the_train_loss_criterion_and_stays_complete(tmp_path, capsys):
+    args = ["--method", "sdt", "--out", str(tmp_path), "--quiet", "--epochs", "3"]
+    assert main([*args, "--stop-at-train-loss", "50"]) == 0  # met after the first epoch
+    run = tmp_path / "digits-digits_snn-T4-sdt-seed0"
+    assert len(pd.read_csv(run / "metrics.csv")) == 1
+    raw = torch.load(run / "last.pt", weights_only=True)
+    assert raw["epoch"] == 1 and raw["stopped"] is True
+    assert trainer.run_status(run) == (1, 1)
+    capsys.readouterr()
+    assert main([*args, "--stop-at-train-loss", "50", "--resume"]) == 0
+    assert "complete (1 epochs), skipped" in capsys.readouterr().err
+    other = tmp_path / "other"
+    assert main(["--method", "sdt", "--out", str(other), *FAST]) == 0
+    assert len(pd.read_csv(other / run.name / "metrics.csv")) == 2  # 0: off
+    assert main([*args, "--stop-at-train-loss", "1", "--no-eval-train", "--overwrite"]) == 2

@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "load_dataset",
     "dataset_for",
+    "DATA_FIELDS",
     "load_digits",
     "load_cifar",
     "load_npz",
@@ -265,6 +266,7 @@ def load_dataset(
     upsample: int = 1,
     frames: int = 10,
     mnist1d: dict | None = None,
+    split_seed: int = 0,
 ) -> Dataset:
     """Load a dataset by name (``DATASETS``); ``npz`` reads ``data_root`` as the file path.
 
@@ -273,14 +275,15 @@ def load_dataset(
         data_root: Dataset folder (``npz``: the file).
         upsample: Digits only: nearest-neighbour upsampling factor.
         frames: CIFAR10-DVS: number of event frames per sample; MNIST-1D ``sequence``: T.
-        mnist1d: MNIST-1D only: ``samples``, ``encoding``, ``validation`` of
-            ``training.data.mnist1d.load_mnist1d``.
+        mnist1d: MNIST-1D only: ``samples``, ``encoding``, ``validation``, ``seed``,
+            ``test_samples`` of ``training.data.mnist1d.load_mnist1d``.
+        split_seed: Digits only: seed of the stratified train/test split.
 
     Raises:
         DataError: On an unknown name or missing files.
     """
     if name == "digits":
-        return load_digits(upsample=upsample)
+        return load_digits(split_seed=split_seed, upsample=upsample)
     if name in ("cifar10", "cifar100"):
         return load_cifar(data_root, int(name[5:]))
     if name == "npz":
@@ -309,15 +312,38 @@ def _load_dvs(root: str | Path, frames: int) -> Dataset:
     return Dataset("cifar10_dvs", x_train, y_train, x_test, y_test, 10, (0.0,))
 
 
+DATA_FIELDS = (
+    "dataset",
+    "data_root",
+    "upsample",
+    "digits_split_seed",
+    "T",
+    "encoding",
+    "mnist1d_samples",
+    "mnist1d_seed",
+    "mnist1d_test_samples",
+    "mnist1d_validation",
+)
+"""The fields of a ``TrainConfig`` that :func:`dataset_for` reads: runs that agree on them train
+and test on the same tensors."""
+
+
 def dataset_for(config) -> Dataset:
     """The dataset a :class:`training.runs.config.TrainConfig` (of a run or a checkpoint) trains on."""
     mnist1d = {
         "samples": config.mnist1d_samples,
         "encoding": config.encoding,
         "validation": config.mnist1d_validation,
+        "seed": config.mnist1d_seed,
+        "test_samples": config.mnist1d_test_samples,
     }
     return load_dataset(
-        config.dataset, config.data_root, config.upsample, frames=config.T, mnist1d=mnist1d
+        config.dataset,
+        config.data_root,
+        config.upsample,
+        frames=config.T,
+        mnist1d=mnist1d,
+        split_seed=config.digits_split_seed,
     )
 
 

@@ -42,6 +42,7 @@ from toolkit.errors import ConfigError, DataError
 
 __all__ = [
     "GENERATION_ARGS",
+    "TEST_SEED",
     "LENGTH",
     "ENCODINGS",
     "generation_args",
@@ -68,15 +69,17 @@ GENERATION_ARGS = {  # mnist1d.data.get_dataset_args() defaults, without the dow
     "seed": 42,
 }
 LENGTH = GENERATION_ARGS["final_seq_length"]
+TEST_SEED = 271828
+"""Seed of the large common test set (``mnist1d_test_samples``); used for nothing else."""
 ENCODINGS = ("static", "sequence")
 _ARRAYS = ("x", "y", "x_test", "y_test")
 
 
-def generation_args(samples: int = 5000) -> dict:
-    """The generator's arguments: the package defaults with ``num_samples = samples``."""
+def generation_args(samples: int = 5000, seed: int = 42) -> dict:
+    """The generator's arguments: the package defaults with ``num_samples`` and ``seed``."""
     if samples < 10:
         raise ConfigError(f"mnist1d_samples must be >= 10 (one per class), got {samples}")
-    return {**GENERATION_ARGS, "num_samples": int(samples)}
+    return {**GENERATION_ARGS, "num_samples": int(samples), "seed": int(seed)}
 
 
 def _package_version() -> str:
@@ -121,13 +124,13 @@ def generate(args: dict) -> dict[str, np.ndarray]:
     }
 
 
-def load_arrays(root: str | Path, samples: int = 5000) -> dict[str, np.ndarray]:
+def load_arrays(root: str | Path, samples: int = 5000, seed: int = 42) -> dict[str, np.ndarray]:
     """The generated arrays, from the cache when present, else generated and cached.
 
     Raises:
         DataError: If a cache file is unreadable (delete it to regenerate).
     """
-    args = generation_args(samples)
+    args = generation_args(samples, seed)
     path = cache_path(root, args)
     if path.is_file():
         try:
@@ -163,6 +166,8 @@ def load_mnist1d(
     encoding: str = "static",
     T: int = 4,
     validation: float = 0.0,
+    seed: int = 42,
+    test_samples: int = 0,
 ):
     """MNIST-1D as tensors ``(x, y, x_test, y_test)``, standardized with training statistics.
 
@@ -173,15 +178,25 @@ def load_mnist1d(
         T: Time steps (``sequence`` only).
         validation: If > 0, hold out this fraction of the training split (its last samples; the
             generator already shuffled them) and return it in place of the test split.
+        seed: Generator seed of the draw (its training split, and its own test split).
+        test_samples: If > 0, the test split is instead ``test_samples`` samples generated with
+            :data:`TEST_SEED` (the same set for every draw and run).
 
     Raises:
-        ConfigError: On a bad encoding, T, or validation fraction.
+        ConfigError: On a bad encoding, T, validation fraction, or both ``validation`` and
+            ``test_samples``.
     """
     if not 0.0 <= validation < 1.0:
         raise ConfigError(f"mnist1d_validation must be in [0, 1), got {validation}")
-    arrays = load_arrays(root, samples)
+    if validation > 0 and test_samples > 0:
+        raise ConfigError("mnist1d_validation and mnist1d_test_samples exclude each other")
+    arrays = load_arrays(root, samples, seed)
     x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
     x_test, y_test = torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"])
+    if test_samples > 0:
+        common = load_arrays(root, test_samples, TEST_SEED)  # every generated sample is a test one
+        x_test = torch.from_numpy(np.concatenate([common["x"], common["x_test"]]))
+        y_test = torch.from_numpy(np.concatenate([common["y"], common["y_test"]]))
     if validation > 0:
         keep = len(y) - max(1, round(validation * len(y)))
         x, y, x_test, y_test = x[:keep], y[:keep], x[keep:], y[keep:]

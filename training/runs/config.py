@@ -39,6 +39,9 @@ class TrainConfig:
     )
     dataset: str = option("digits", "dataset", choices=DATASETS)
     data_root: str = option("data", "dataset folder (for npz: the .npz file)")
+    digits_split_seed: int = option(
+        0, "digits only: seed of the stratified 3:1 train/test split of the 1797 images"
+    )
     upsample: int = option(
         1,
         "digits only: nearest-neighbour upsampling factor of the 8x8 images",
@@ -61,6 +64,15 @@ class TrainConfig:
         5000,
         "mnist1d only: generated samples, split 4:1 train:test (package default 5000)",
         minimum=10,
+    )
+    mnist1d_seed: int = option(
+        42, "mnist1d only: seed of the generated data the run trains on (package default 42)"
+    )
+    mnist1d_test_samples: int = option(
+        0,
+        "mnist1d only: 0: test on the draw's own test split; N: test on N samples generated with "
+        "a seed used for nothing else (the same test set for every run)",
+        minimum=0,
     )
     mnist1d_validation: float = option(
         0.0,
@@ -113,6 +125,12 @@ class TrainConfig:
     amp: bool = option(False, "bf16 autocast for forward passes (GPU)")
     channels_last: bool = option(False, "channels-last memory format for convolutions")
     compile: bool = option(False, "torch.compile the training forward (analyses always use eager)")
+    stop_at_train_loss: float = option(
+        0.0,
+        "stop after the first epoch whose train-split L_SDT (eval mode) is at or below this "
+        "(0: off; epochs is then the cap)",
+        minimum=0.0,
+    )
     steps_per_epoch: int = option(
         0, "stop each epoch after this many steps (0: all; smoke tests)", minimum=0
     )
@@ -157,6 +175,10 @@ class TrainConfig:
             (
                 not (is_mnist1d and self.augment),
                 "augment (crop + flip of images) is not for mnist1d",
+            ),
+            (
+                not self.stop_at_train_loss or self.eval_train,
+                "stop_at_train_loss needs eval_train (the train-split loss it stops on)",
             ),
         ]
 

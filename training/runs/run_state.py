@@ -64,6 +64,7 @@ class RunState:
         start: First epoch to train (0-based; > 0 when resumed).
         history: One metrics row per finished epoch.
         tracker: Gradient-momentum statistics, or None when they are off.
+        stopped: The stopping criterion (``stop_at_train_loss``) was met: no further epoch.
         forward_model: The module the training steps call (DDP-wrapped and/or compiled).
         progress: Show tqdm bars.
     """
@@ -81,6 +82,7 @@ class RunState:
     start: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
     tracker: MomentumTracker | None = None
+    stopped: bool = False
     forward_model: nn.Module | None = None
     progress: bool = True
 
@@ -205,6 +207,7 @@ def load_resumed(state: RunState, path: Path) -> dict:
     if isinstance(rng.get("torch"), torch.Tensor):
         torch.set_rng_state(rng["torch"])
     state.start = raw["epoch"]
+    state.stopped = bool(raw.get("stopped", False))
     state.history = list(raw.get("history", []))
     if state.config.gradient_stats:
         state.tracker = MomentumTracker(state.config, state.data.train, state.model, raw)

@@ -57,7 +57,7 @@ from training.runs.run_state import (
 )
 from training.snn.losses import get_loss
 
-__all__ = ["check_config", "method_at", "run_status", "train"]
+__all__ = ["check_config", "met_stopping_criterion", "method_at", "run_status", "train"]
 
 
 def check_config(config: TrainConfig) -> None:
@@ -91,7 +91,13 @@ def run_status(run_dir: Path) -> tuple[int, int] | None:
         return None
     raw = checkpoint.load_raw(path)
     config = raw["config"] if isinstance(raw["config"], dict) else {}
-    return raw["epoch"], config.get("epochs", raw["epoch"])
+    return raw["epoch"], raw["epoch"] if raw.get("stopped") else config.get("epochs", raw["epoch"])
+
+
+def met_stopping_criterion(config: TrainConfig, row: dict) -> bool:
+    """Whether an epoch's metrics meet ``stop_at_train_loss`` (train-split L_SDT, eval mode)."""
+    threshold = config.stop_at_train_loss
+    return bool(threshold) and row.get("train_eval_l_sdt", float("inf")) <= threshold
 
 
 def _without_seconds(row: dict) -> dict:
@@ -118,6 +124,7 @@ def _save(run: RunState, path: Path, epoch: int) -> None:
         history=history,
         optimizer=run.optimizer.state_dict(),
         scheduler=run.scheduler.state_dict(),
+        stopped=run.stopped,
         rng={"torch": torch.get_rng_state(), "torch_seed": run.config.seed},
         **(run.tracker.state() if run.tracker else {}),
     )
@@ -245,7 +252,10 @@ def _run_epochs(run: RunState, board) -> None:
         disable=not interactive,
     )
     for epoch in epochs:
+        if run.stopped:
+            break
         run.history.append(_epoch(run, epoch))
+        run.stopped = met_stopping_criterion(config, run.history[-1])
         _finish_epoch(run, epoch)
         row = run.history[-1]
         epochs.set_postfix(test_acc=f"{row['test_acc']:.3f}")
@@ -261,7 +271,7 @@ def _train_locked(config, run_dir, resume, overwrite, progress, tensorboard, dis
     if dist.is_main:
         clean_temporary(run_dir)
     path, raw = (None, {}) if overwrite else _existing_run(config, run_dir, resume)
-    if path == files.last and raw["epoch"] >= config.epochs:
+    if path == files.last and (raw["epoch"] >= config.epochs or raw.get("stopped")):
         rewritten = _repair_logs(run_dir, raw) if dist.is_main else []
         note = f", rewrote {', '.join(rewritten)}" if rewritten else ""
         print(f"{run_dir}: complete ({raw['epoch']} epochs){note}, skipped", file=sys.stderr)
