@@ -16,7 +16,13 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.adaptive import adaptive_average, adaptive_worst_case
+from landscape.adaptive import (
+    adaptive_average,
+    adaptive_worst_case,
+    apgd_checkpoints,
+    apgd_worst_case,
+    first_order_term,
+)
 from landscape.objective import Objective
 
 
@@ -100,3 +106,46 @@ def test_eta_and_validation(least_squares):
         adaptive_worst_case(objective, 0.1, num_steps=0)
     with pytest.raises(ValueError, match="num_samples"):
         adaptive_average(objective, 0.1, 0)
+
+
+def _linear_objective():
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 6, generator=generator, dtype=torch.float64)
+    model = nn.Linear(6, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(1, 6, generator=generator, dtype=torch.float64))
+    return Objective(model, lambda outputs, targets: outputs.mean(), [(x, torch.zeros(30))])
+
+
+@pytest.mark.parametrize("p", [2, math.inf])
+def test_on_a_linear_loss_apgd_and_the_first_order_term_agree(p):
+    # L(w) = w . mean(x) is linear: the worst case over the ball is exactly its first-order term.
+    objective = _linear_objective()
+    rho = 0.05
+    term = first_order_term(objective, rho, p)
+    g_u = objective.params.abs() * objective.grad()
+    expected = rho * (g_u.abs().sum() if p == math.inf else g_u.norm())
+    assert term == pytest.approx(float(expected), rel=1e-12)
+    found = apgd_worst_case(objective, rho, p, num_steps=10, num_restarts=2)
+    assert found.value == pytest.approx(term, rel=1e-9)
+    assert found.num_gradients == 20 and found.num_restarts == 2 and len(found.restart_values) == 2
+
+
+def test_apgd_finds_at_least_the_fixed_step_ascent_on_the_quadratic(least_squares):
+    _, objective, normalized = least_squares
+    rho = 0.2
+    exact = rho**2 * float(torch.linalg.eigvalsh(normalized)[-1]) / 2
+    fixed = adaptive_worst_case(objective, rho, 2, num_steps=10)
+    found = apgd_worst_case(objective, rho, 2, num_steps=20, num_restarts=3)
+    assert fixed.value <= found.value * (1 + 1e-9) and found.value <= exact * (1 + 1e-9)
+    assert found.value == pytest.approx(exact, rel=1e-3)  # it reaches the maximum
+    seeded = [
+        apgd_worst_case(objective, rho, 2, generator=torch.Generator().manual_seed(5)).value
+        for _ in range(2)
+    ]
+    assert seeded[0] == seeded[1]
+
+
+def test_apgd_checkpoints_follow_croce_and_hein():
+    assert apgd_checkpoints(100)[:4] == [22, 41, 58, 70]
+    assert apgd_checkpoints(20)[0] == 5 and apgd_checkpoints(20)[-1] <= 20

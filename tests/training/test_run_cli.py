@@ -205,3 +205,11 @@ def test_training_stops_at_the_train_loss_criterion_and_stays_complete(tmp_path,
     assert main(["--method", "sdt", "--out", str(other), *FAST]) == 0
     assert len(pd.read_csv(other / run.name / "metrics.csv")) == 2  # 0: off
     assert main([*args, "--stop-at-train-loss", "1", "--no-eval-train", "--overwrite"]) == 2
+
+
+def test_the_test_split_is_evaluated_every_test_every_epochs_and_after_the_last(tmp_path):
+    argv = ["--method", "tet", "--out", str(tmp_path), *FAST, "--epochs", "3"]
+    assert main([*argv, "--test-every", "2"]) == 0
+    metrics = pd.read_csv(tmp_path / "digits-digits_snn-T4-tet-seed0" / "metrics.csv")
+    assert metrics.test_acc.isna().tolist() == [True, False, False]
+    assert metrics.firing_rate.notna().tolist() == [False, True, True]

@@ -104,6 +104,12 @@ class TrainConfig:
     augment: bool = option(False, "random crop (padding 4) + horizontal flip, on the device")
     seed: int = option(0, "seed of initialization, shuffling and augmentation")
     device: str = option("auto", "auto | cpu | cuda | cuda:N")
+    test_every: int = option(
+        1,
+        "evaluate the test split every N epochs (and after the last, or the one that meets "
+        "stop_at_train_loss); test columns of other epochs stay empty",
+        minimum=1,
+    )
     eval_train: bool = option(
         True, "evaluate the training split in eval mode every epoch (train_eval_*)"
     )

@@ -131,7 +131,10 @@ def _save(run: RunState, path: Path, epoch: int) -> None:
 
 
 def _evaluate_epoch(run: RunState, epoch: int) -> dict:
-    """Test (and, with ``eval_train``, train-split) metrics of the model after an epoch.
+    """Train-split (with ``eval_train``) and, when due, test metrics of the model after an epoch.
+
+    The test split is due every ``test_every`` epochs, after the last epoch, and after the epoch
+    that meets the stopping criterion.
 
     Raises:
         DivergenceError: If an evaluated loss is NaN or infinite.
@@ -139,16 +142,21 @@ def _evaluate_epoch(run: RunState, epoch: int) -> dict:
     config, model, dist, data = run.config, run.model, run.dist, run.data
     options = (config.tet_lambda, config.tet_phi, dist, config.amp)
     dist.sync_buffers(model)  # evaluate on every rank the model that rank 0 saves
-    test = evaluate(model, data.test, *options)
-    row = {f"test_{k}": v for k, v in test.items() if k != "firing_rate"}
+    row = {}
     if config.eval_train and data.train_eval is not None:
         train_eval = evaluate(model, data.train_eval, *options)
         row.update({f"train_eval_{k}": v for k, v in train_eval.items() if k != "firing_rate"})
+    done = epoch + 1
+    due = done % config.test_every == 0 or done == config.epochs
+    if due or met_stopping_criterion(config, row):
+        test = evaluate(model, data.test, *options)
+        row.update({f"test_{k}": v for k, v in test.items() if k != "firing_rate"})
+        row["firing_rate"] = test["firing_rate"]
     for key, value in row.items():
-        if not math.isfinite(value) and not key.endswith("_acc"):
+        if not math.isfinite(value) and not key.endswith(("_acc", "firing_rate")):
             name = key.replace("l_sdt", "L_SDT").replace("l_tet", "L_TET").replace("_", " ")
-            raise DivergenceError(f"{name} became {value} after epoch {epoch + 1}")
-    return {**row, "firing_rate": test["firing_rate"]}
+            raise DivergenceError(f"{name} became {value} after epoch {done}")
+    return row
 
 
 def _epoch(run: RunState, epoch: int) -> dict:
@@ -158,7 +166,7 @@ def _epoch(run: RunState, epoch: int) -> dict:
     loss_fn = get_loss(method, run.config.tet_lambda, run.config.tet_phi)
     row = train_one_epoch(run, epoch, loss_fn)
     evaluated = _evaluate_epoch(run, epoch)
-    firing_rate = evaluated.pop("firing_rate")
+    firing_rate = evaluated.pop("firing_rate", math.nan)
     row.update(evaluated)
     seconds = time.perf_counter() - began
     return {
@@ -237,7 +245,7 @@ def _epoch_line(row: dict, epochs: int) -> str:
     train_acc = row.get("train_eval_acc", row["train_acc"])
     return (
         f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc {train_acc:.4f}  "
-        f"test {row['test_acc']:.4f}  {row['seconds']:.1f} s"
+        f"test {row.get('test_acc', math.nan):.4f}  {row['seconds']:.1f} s"
     )
 
 
@@ -258,7 +266,7 @@ def _run_epochs(run: RunState, board) -> None:
         run.stopped = met_stopping_criterion(config, run.history[-1])
         _finish_epoch(run, epoch)
         row = run.history[-1]
-        epochs.set_postfix(test_acc=f"{row['test_acc']:.3f}")
+        epochs.set_postfix(test_acc=f"{row.get('test_acc', math.nan):.3f}")
         if run.progress and dist.is_main and not interactive:
             print(_epoch_line(row, config.epochs), file=sys.stderr, flush=True)
         if board is not None:
