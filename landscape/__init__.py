@@ -34,6 +34,7 @@ from landscape.store import Grid
 from landscape.surface import SurfaceEvaluator
 from landscape.surface_io import Surface, load_surface, save_surface
 from landscape.trace import TRACE_METHODS, estimate_trace, hutchinson_trace, hutchpp_trace
+from landscape.xtrace import xnystrace_trace, xtrace_trace
 
 __all__ = [
     # one-call API (landscape.api): import landscape as ls; ls.eigenvalues(model, criterion, data)
@@ -80,6 +81,8 @@ __all__ = [
     "top_eigenvalues",
     "hutchinson_trace",
     "hutchpp_trace",
+    "xtrace_trace",
+    "xnystrace_trace",
     "estimate_trace",
     "TRACE_METHODS",
     "slq_nodes",

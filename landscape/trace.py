@@ -20,10 +20,11 @@ from torch import Tensor
 
 from landscape.operators import LinearOperator, as_operator, random_vectors
 from landscape.results import TraceResult
+from landscape.xtrace import xnystrace_trace, xtrace_trace
 
 __all__ = ["hutchinson_trace", "hutchpp_trace", "TRACE_METHODS", "estimate_trace"]
 
-TRACE_METHODS = ("hutch++", "hutchinson")
+TRACE_METHODS = ("hutch++", "hutchinson", "xtrace", "xnystrace")
 
 
 def _mean_and_stderr(samples: Tensor) -> tuple[float, float]:
@@ -106,7 +107,11 @@ def estimate_trace(
     method: str = "hutch++",
     generator: torch.Generator | None = None,
 ) -> TraceResult:
-    """Dispatch to :func:`hutchpp_trace` or :func:`hutchinson_trace` by name.
+    """Dispatch to a trace estimator by name, one of :data:`TRACE_METHODS`.
+
+    ``"hutch++"``: :func:`hutchpp_trace`; ``"hutchinson"``: :func:`hutchinson_trace`;
+    ``"xtrace"``: :func:`~landscape.xtrace.xtrace_trace`; ``"xnystrace"`` (symmetric positive
+    semi-definite ``A`` only): :func:`~landscape.xtrace.xnystrace_trace`.
 
     Raises:
         ValueError: On an unknown method.
@@ -115,4 +120,8 @@ def estimate_trace(
         return hutchpp_trace(A, num_matvecs, generator)
     if method == "hutchinson":
         return hutchinson_trace(A, num_matvecs, generator)
+    if method == "xtrace":
+        return xtrace_trace(A, num_matvecs, generator)
+    if method == "xnystrace":
+        return xnystrace_trace(A, num_matvecs, generator)
     raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}")

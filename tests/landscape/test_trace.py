@@ -73,6 +73,6 @@ def test_errors(decaying, generator):
     with pytest.raises(ValueError, match="num_matvecs must be >= 4 for hutch"):
         hutchpp_trace(decaying, 3, generator)
     with pytest.raises(ValueError, match="method must be one of"):
-        estimate_trace(decaying, 10, "xtrace", generator)
+        estimate_trace(decaying, 10, "xtrace++", generator)
     with pytest.raises(ValueError, match="A must be a LinearOperator or a Tensor"):
         hutchinson_trace([[1.0]], 2, generator)
