@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.cli.checkpoint_command import CheckpointCommand, Task
-from analysis.measures.flatness import HEADER, FlatnessSettings, checkpoint_rows
+from analysis.measures.flatness import HEADER, SUBSETS, FlatnessSettings, checkpoint_rows
 from analysis.measures.registry import describe, loss_measures
 
 
@@ -31,8 +31,9 @@ def run(task: Task) -> int:
     settings, rows, records, began = task.settings, [], [], time.perf_counter()
     for checkpoint in task.checkpoints:
         start = time.perf_counter()
-        input = task.input(checkpoint, settings.data_spec())
-        rows += checkpoint_rows(input, settings, task.evaluation)
+        inputs = {subset: task.input(checkpoint, settings.data_spec(subset)) for subset in SUBSETS}
+        input = inputs["main"]
+        rows += checkpoint_rows(inputs, settings, task.evaluation)
         seconds = time.perf_counter() - start
         config = checkpoint.config
         records.append(

@@ -267,7 +267,8 @@ def trace(
     dtype=None,
     device=None,
 ):
-    """Hessian trace by Hutch++ (or ``method="hutchinson"``); ``result.mean`` +- ``stderr``.
+    """Hessian trace by Hutch++ (or ``method="xtrace"`` or ``"hutchinson"``, see
+    :data:`~landscape.trace.TRACE_METHODS`); ``result.mean`` +- ``stderr``.
 
     Arguments as in :func:`eigenvalues`; ``num_matvecs`` Hessian-vector products, Rademacher
     probes from ``seed``. Returns a :class:`~landscape.results.TraceResult` with ``seed``.

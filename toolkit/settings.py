@@ -50,6 +50,7 @@ def option(
     above: float | None = None,
     maximum: float | None = None,
     finite: bool = True,
+    empty: bool = False,
 ):
     """A dataclass field whose metadata becomes a validated command-line flag.
 
@@ -61,9 +62,12 @@ def option(
         above: Values must be larger than this (exclusive).
         maximum: Largest valid value (inclusive).
         finite: Refuse ``inf`` (NaN is always refused).
+        empty: A tuple field may be empty (its flag then takes zero or more values).
     """
     bounds = {"minimum": minimum, "above": above, "maximum": maximum}
     metadata = {"help": help, "finite": finite}
+    if empty:
+        metadata["empty"] = True
     metadata.update({key: value for key, value in bounds.items() if value is not None})
     if choices is not None:
         metadata["choices"] = tuple(choices)
@@ -143,8 +147,8 @@ def _field_problem(f: Field, value, annotation) -> str | None:
     kind = _base_type(annotation)
     values = [value]
     if kind is tuple:
-        if not isinstance(value, tuple) or not value:
-            return "must be a non-empty list"
+        if not isinstance(value, tuple) or not (value or f.metadata.get("empty")):
+            return "must be a list" if f.metadata.get("empty") else "must be a non-empty list"
         kind, values = _element_type(annotation), list(value)
     for item in values:
         problem = _type_problem(item, kind) or _range_problem(item, f.metadata)
@@ -174,8 +178,8 @@ def add_config_args(
 ) -> None:
     """Add one ``--flag-name`` per field of ``cls`` with its default, help and choices.
 
-    Booleans become ``--flag/--no-flag``; tuple fields take one or more values; fields in
-    ``exclude`` are skipped.
+    Booleans become ``--flag/--no-flag``; tuple fields take one or more values (zero or more if
+    they may be empty); fields in ``exclude`` are skipped.
     """
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(title or f"{cls.__name__} fields")
@@ -191,7 +195,8 @@ def add_config_args(
         elif kind is tuple:
             element = _element_type(hints[f.name])
             default = list(f.default) if f.default is not None else None
-            group.add_argument(name, type=element, nargs="+", default=default, help=help_text)
+            nargs = "*" if f.metadata.get("empty") else "+"
+            group.add_argument(name, type=element, nargs=nargs, default=default, help=help_text)
         else:
             choices = f.metadata.get("choices")
             group.add_argument(name, type=kind, default=f.default, choices=choices, help=help_text)

@@ -1,9 +1,13 @@
 """The flatness protocol: every registered loss measure of every loss of a checkpoint.
 
-For a checkpoint and each loss (``sdt``, ``tet`` at the run's λ and φ, and with ``per_step``
-every ``L_t = CE(O(t), y)``), every :class:`~analysis.measures.registry.LossMeasure` of the
-registry (raw and normalized curvature, ε-sharpness, adaptive sharpness) gives one row of
-:data:`HEADER`; per-time-step losses get the ``per_step`` measures only. Every random quantity
+For a checkpoint and each loss (``sdt``, ``tet`` at the run's λ and φ, with ``fixed_tet_lambda``
+also TET at that λ for every run, and with ``per_step`` every ``L_t = CE(O(t), y)``), every
+:class:`~analysis.measures.registry.LossMeasure` of the registry (raw and normalized curvature,
+ε-sharpness, adaptive sharpness) gives one row of :data:`HEADER` (a sweep of radii one row per
+radius), with its standard error, convergence flag, cost and first-order part (``tet@<λ>`` at
+the run's own λ is the run's L_TET: its rows are copied, with 0 seconds); per-time-step
+losses get the ``per_step`` measures only, on a smaller subset (``per_step_samples``, the first
+samples of the main subset). Every random quantity
 draws from its measure's own stream, seeded by the measure and not by the loss or the
 checkpoint, so all checkpoints and losses share the same probes (common random numbers make
 paired differences less noisy).
@@ -43,7 +47,9 @@ from analysis.measures.sharpness import (
 from toolkit.progress import Progress
 from toolkit.settings import check, option, same_as
 
-__all__ = ["HEADER", "FlatnessSettings", "checkpoint_rows", "loss_names"]
+__all__ = ["HEADER", "SUBSETS", "FlatnessSettings", "checkpoint_rows"]
+
+SUBSETS = ("main", "per_step", "ascent")
 
 HEADER = (
     "checkpoint",
@@ -52,10 +58,13 @@ HEADER = (
     "seed",
     "loss",
     "measure",
+    "parameter",
     "value",
     "stderr",
     "converged",
     "num_evaluations",
+    "first_order",
+    "samples",
     "seconds",
 )
 
@@ -64,15 +73,27 @@ HEADER = (
 class FlatnessSettings:
     """Every setting of the flatness protocol (recorded in flatness.json); defaults fixed up front.
 
-    The defaults keep one MNIST-1D checkpoint (8,042 parameters, T = 4) at about 25 CPU seconds
-    with the per-step losses (one Hessian-vector product over 512 samples was measured at ~0.2 CPU
-    s, so 256 samples): Lanczos to a 1e-2 relative residual (the eigenvalue's error is of the
-    order of the residual squared), a 15-product Hutch++ trace (its stderr is recorded).
+    Version 2 (issue 18): 1,024 training samples for the losses L_SDT and L_TET (a 256-sample
+    subset of a well-fitted network holds 2-3 misclassified samples that dominate its
+    cross-entropy Hessian), the per-step curvature on the first 256 of them, the adaptive worst
+    case by Auto-PGD (3 starts, 20 steps) at three radii, first-order parts recorded, Lanczos to a
+    1e-2 relative residual (the eigenvalue's error is of the order of the residual squared).
     """
 
-    samples: int = option(256, "size of the fixed, seeded subset of the split", minimum=1)
+    samples: int = option(1024, "size of the fixed, seeded subset of the split", minimum=1)
+    per_step_samples: int = option(
+        256, "samples of the per-step losses L_t (the first of the main subset)", minimum=1
+    )
+    ascent_samples: int = option(
+        512,
+        "samples of the ascents (epsilon and adaptive worst case; the first of the main subset)",
+        minimum=1,
+    )
     split: str = same_as(DataSettings, "split")
     data_seed: int = option(0, "seed of the sample subset")
+    data_chunk: int = option(
+        0, "which of the disjoint subsets the seeded permutation cuts the split into", minimum=0
+    )
     batch_size: int = same_as(DataSettings, "batch_size")
     dtype: str = same_as(DataSettings, "dtype")
     probe_seed: int = option(0, "seed of every random probe, start and draw")
@@ -84,19 +105,34 @@ class FlatnessSettings:
     epsilon_steps: int = same_as(EpsilonSettings, "epsilon_steps")
     adaptive_p: float = same_as(AdaptiveWorstSettings, "adaptive_p")
     adaptive_rho: float = same_as(AdaptiveWorstSettings, "adaptive_rho")
+    adaptive_sweep: tuple[float, ...] = same_as(AdaptiveWorstSettings, "adaptive_sweep")
     adaptive_steps: int = same_as(AdaptiveWorstSettings, "adaptive_steps")
+    adaptive_restarts: int = same_as(AdaptiveWorstSettings, "adaptive_restarts")
+    adaptive_sweep_restarts: int = same_as(AdaptiveWorstSettings, "adaptive_sweep_restarts")
     ascent_step_fraction: float = same_as(EpsilonSettings, "ascent_step_fraction")
     average_rho: float = same_as(AdaptiveAverageSettings, "average_rho")
     average_samples: int = same_as(AdaptiveAverageSettings, "average_samples")
     eta: float = same_as(NormalizedLambdaMaxSettings, "eta")
     per_step: bool = option(True, "also lambda_max and trace of every L_t = CE(O(t), y)")
+    fixed_tet_lambda: float | None = option(
+        None,
+        "also every measure of TET at this lambda (loss tet@<lambda>), the same function for every "
+        "run whatever its own lambda",
+        minimum=0.0,
+        maximum=1.0,
+    )
 
     def __post_init__(self) -> None:
         check(self)
 
-    def data_spec(self) -> DataSpec:
-        """The evaluation samples."""
-        return DataSpec(self.split, self.samples, self.data_seed, self.batch_size)
+    def data_spec(self, subset: str = "main") -> DataSpec:
+        """The samples of one of the protocol's subsets (:data:`SUBSETS`); ``per_step`` and
+        ``ascent`` are the first samples of ``main``'s permutation (at most ``samples``; of chunk 0
+        when ``data_chunk`` > 0)."""
+        smaller = {"per_step": self.per_step_samples, "ascent": self.ascent_samples}
+        samples = min(smaller.get(subset, self.samples), self.samples)
+        chunk = self.data_chunk if subset == "main" else 0
+        return DataSpec(self.split, samples, self.data_seed, self.batch_size, chunk=chunk)
 
     def generator(self, measure: LossMeasure) -> torch.Generator:
         """The measure's own random stream (shared by every loss and checkpoint)."""
@@ -112,10 +148,13 @@ class FlatnessSettings:
         return replace(
             self,
             samples=min(self.samples, 32),
+            per_step_samples=min(self.per_step_samples, 32),
+            ascent_samples=min(self.ascent_samples, 32),
             lanczos_max_steps=min(self.lanczos_max_steps, 6),
             trace_matvecs=min(self.trace_matvecs, 6),
             epsilon_steps=min(self.epsilon_steps, 2),
             adaptive_steps=min(self.adaptive_steps, 2),
+            adaptive_restarts=1,
             average_samples=min(self.average_samples, 2),
         )
 
@@ -123,19 +162,26 @@ class FlatnessSettings:
         """Plain types (``inf`` as the string ``"inf"``)."""
         return {k: ("inf" if v == math.inf else v) for k, v in dataclasses.asdict(self).items()}
 
+    def loss_names(self, T: int) -> list[str]:
+        """The losses measured: ``sdt``, ``tet``, ``tet@<fixed lambda>``, and with ``per_step``
+        ``ce_t0`` .. ``ce_t{T-1}``."""
+        fixed = [] if self.fixed_tet_lambda is None else [f"tet@{self.fixed_tet_lambda:g}"]
+        return ["sdt", "tet", *fixed] + ([f"ce_t{t}" for t in range(T)] if self.per_step else [])
 
-def loss_names(T: int, per_step: bool) -> list[str]:
-    """``sdt``, ``tet`` and, with ``per_step``, ``ce_t0`` .. ``ce_t{T-1}``."""
-    return ["sdt", "tet"] + ([f"ce_t{t}" for t in range(T)] if per_step else [])
 
-
-def _row(head: list, measure: LossMeasure, found, seconds: float) -> dict:
-    values = [measure.name, found.value, found.stderr, found.converged, found.num_evaluations]
-    return dict(zip(HEADER, [*head, *values, seconds]))
+def _rows(head: list, measure: LossMeasure, found, seconds: float, samples: int) -> list[dict]:
+    """One row per estimate (a sweep gives several); the time is shared among them."""
+    estimates = found if isinstance(found, list) else [found]
+    rows = []
+    for e in estimates:
+        values = [e.name or measure.name, e.parameter, e.value, e.stderr, e.converged]
+        values += [e.num_evaluations, e.first_order, samples, seconds / len(estimates)]
+        rows.append(dict(zip(HEADER, [*head, *values])))
+    return rows
 
 
 def checkpoint_rows(
-    input: EvalInput,
+    inputs: dict[str, EvalInput],
     settings: FlatnessSettings,
     evaluation: Evaluation = Evaluation(quiet=True),
     losses: list[str] | None = None,
@@ -143,29 +189,45 @@ def checkpoint_rows(
     """Every measure of every loss of one checkpoint: rows of :data:`HEADER`.
 
     Args:
-        input: The checkpoint and the protocol's samples (:meth:`FlatnessSettings.data_spec`).
+        inputs: The checkpoint on each subset of :data:`SUBSETS`
+            (:meth:`FlatnessSettings.data_spec`).
         settings: The protocol.
         evaluation: Device and progress (the protocol sets dtype and seeds).
-        losses: Loss names (default: :func:`loss_names` of the run's T and ``per_step``).
+        losses: Loss names (default: :meth:`FlatnessSettings.loss_names` of the run's T).
     """
-    path, config = input.checkpoint.path, input.config
-    losses = losses or loss_names(config.T, settings.per_step)
+    first = inputs["main"]
+    path, config = first.checkpoint.path, first.config
+    losses = losses or settings.loss_names(config.T)
     head = [str(path), path.parent.name, config.method, config.seed]
-    measures = loss_measures()
-    total = sum(
-        len([m for m in measures if m.per_step or not n.startswith("ce_t")]) for n in losses
-    )
-    dtype, rows = resolve_dtype(settings.dtype), []
-    with Progress(total, f"flatness of {path}", "measure", evaluation.quiet) as bar:
-        for name in losses:
-            loss = input.loss(name, dtype=dtype, device=evaluation.device)
-            for measure in measures:
-                if name.startswith("ce_t") and not measure.per_step:
-                    continue
-                start = time.perf_counter()
-                found = measure.estimate(
-                    loss, settings.settings_of(measure), settings.generator(measure)
-                )
-                rows.append(_row([*head, name], measure, found, time.perf_counter() - start))
-                bar.update(1)
+    plan = [
+        (name, measure)
+        for name in losses
+        for measure in loss_measures()
+        if measure.per_step or not name.startswith("ce_t")
+    ]
+    dtype, rows, objectives = resolve_dtype(settings.dtype), [], {}
+    same = _same_as_own_tet(losses, config.tet_lambda)
+    plan = [(name, measure) for name, measure in plan if name != same]
+    with Progress(len(plan), f"flatness of {path}", "measure", evaluation.quiet) as bar:
+        for name, measure in plan:
+            subset = "per_step" if name.startswith("ce_t") else measure.subset
+            if (name, subset) not in objectives:  # one objective (and Hessian) per loss and subset
+                loss = inputs[subset].loss(name, dtype=dtype, device=evaluation.device)
+                objectives = {**objectives, (name, subset): loss}
+            start = time.perf_counter()
+            found = measure.estimate(
+                objectives[name, subset], settings.settings_of(measure), settings.generator(measure)
+            )
+            seconds, samples = time.perf_counter() - start, inputs[subset].data["num_samples"]
+            rows += _rows([*head, name], measure, found, seconds, samples)
+            bar.update(1)
+    if same is not None:  # the same function as the run's own L_TET: the same rows, not re-run
+        rows += [{**row, "loss": same, "seconds": 0.0} for row in rows if row["loss"] == "tet"]
     return rows
+
+
+def _same_as_own_tet(losses: list[str], own_lambda: float) -> str | None:
+    """The ``tet@<lambda>`` of ``losses`` that is the run's own L_TET (same lambda), if any."""
+    if "tet" not in losses:
+        return None
+    return next((n for n in losses if n.startswith("tet@") and float(n[4:]) == own_lambda), None)

@@ -51,7 +51,9 @@ class SpectrumSettings:
         None, "largest eigenvalues (None: 5 for hessian, 0 for sg-jacobian)", minimum=0
     )
     bottom_k: int = option(0, "smallest eigenvalues", minimum=0)
-    trace: str = option("hutch++", "trace estimator", choices=("hutch++", "hutchinson", "none"))
+    trace: str = option(
+        "hutch++", "trace estimator", choices=("hutch++", "xtrace", "hutchinson", "none")
+    )
     num_matvecs: int = option(99, "products for the trace estimate", minimum=2)
     density: bool = option(False, "spectral density by SLQ, with density.png")
     density_steps: int = option(80, "Lanczos steps per SLQ probe", minimum=1)
@@ -81,7 +83,7 @@ class SpectrumSettings:
                 "--operator sg-jacobian is not symmetric: --top-k, --bottom-k, --density and "
                 "--per-layer need --operator hessian; sg-jacobian reports trace and asymmetry"
             )
-        minimum = 4 if self.trace == "hutch++" else 2
+        minimum = 4 if self.trace in ("hutch++", "xtrace") else 2
         if self.trace != "none" and self.num_matvecs < minimum:
             raise ConfigError(f"--num-matvecs must be >= {minimum} for --trace {self.trace}")
 

@@ -65,6 +65,8 @@ class DataSpec:
         batch_size: Samples per batch (results of the analyses do not depend on it).
         subset: ``seeded``: a seeded subset, sorted (:func:`sample_indices`); ``trainer``: the
             subset the trainer logs gradient statistics on (``momentum_subset``, seed 0).
+        chunk: With ``seeded``: the ``chunk``-th of the disjoint subsets of ``samples`` that the
+            seeded permutation cuts the split into (0: its first ``samples``).
     """
 
     split: str = "train"
@@ -72,6 +74,7 @@ class DataSpec:
     seed: int = 0
     batch_size: int = 256
     subset: str = "seeded"
+    chunk: int = 0
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
@@ -118,10 +121,21 @@ def resolve_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def sample_indices(num_total: int, num_samples: int, seed: int) -> Tensor:
-    """A fixed, seeded subset of ``range(num_total)``, sorted, ``[min(num_samples, num_total)]``."""
+def sample_indices(num_total: int, num_samples: int, seed: int, chunk: int = 0) -> Tensor:
+    """A fixed, seeded subset of ``range(num_total)``, sorted, ``[min(num_samples, num_total)]``:
+    the ``chunk``-th block of ``num_samples`` of a seeded permutation (blocks are disjoint).
+
+    Raises:
+        ConfigError: If the split has fewer than ``chunk + 1`` disjoint blocks.
+    """
+    if chunk and (chunk + 1) * num_samples > num_total:
+        raise ConfigError(
+            f"data chunk {chunk} of {num_samples} samples needs {(chunk + 1) * num_samples}; "
+            f"the split has {num_total}"
+        )
     generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(num_total, generator=generator)[:num_samples].sort().values
+    order = torch.randperm(num_total, generator=generator)
+    return order[chunk * num_samples : (chunk + 1) * num_samples].sort().values
 
 
 def tensor_digest(tensor: Tensor) -> str:
@@ -156,18 +170,21 @@ def _select(dataset: Dataset, config: TrainConfig, spec: DataSpec) -> tuple[Tens
         return x, y, {**record, "num_samples": len(y), "subset": "trainer"}
     if spec.samples is None:
         return x, y, {**record, "num_samples": len(y), "batch_size": spec.batch_size}
-    indices = sample_indices(len(y), spec.samples, spec.seed)
+    indices = sample_indices(len(y), spec.samples, spec.seed, spec.chunk)
     record.update(num_samples=len(indices), seed=spec.seed, batch_size=spec.batch_size)
+    if spec.chunk:
+        record["chunk"] = spec.chunk
     return x[indices], y[indices], {**record, "indices_sha256": tensor_digest(indices)}
 
 
 def parse_loss(name: str) -> tuple[str, int | None]:
-    """``"sdt"`` -> ``("sdt", None)``; ``"ce_t2"`` -> ``("checkpoint", 2)``.
+    """``"sdt"`` -> ``("sdt", None)``; ``"ce_t2"`` -> ``("checkpoint", 2)``; ``"tet@0.05"`` (TET at
+    a fixed lambda, whatever the run's) -> ``("tet@0.05", None)``.
 
     Raises:
         ValueError: On another name.
     """
-    if name in ("sdt", "tet", "checkpoint"):
+    if name in ("sdt", "tet", "checkpoint") or _fixed_lambda(name) is not None:
         return name, None
     if name.startswith("ce_t") and name[4:].isdigit():
         return "checkpoint", int(name[4:])
@@ -197,11 +214,26 @@ def loss_function(
                 f"--time-step must be in [0, T-1] = [0, {config.T - 1}], got {time_step}"
             )
         return (lambda outputs, labels: per_step_ce(outputs, labels)[time_step]), f"ce_t{time_step}"
+    fixed = _fixed_lambda(loss)
+    if fixed is not None:
+        name = f"tet(lambda={fixed}, phi={config.tet_phi})"
+        return get_loss("tet", fixed, config.tet_phi), name
     method = config.method if loss == "checkpoint" else loss
     if method not in ("sdt", "tet"):
         raise ConfigError(f"unknown loss {method!r}; expected one of {LOSSES}")
     name = method if method == "sdt" else f"tet(lambda={config.tet_lambda}, phi={config.tet_phi})"
     return get_loss(method, config.tet_lambda, config.tet_phi), name
+
+
+def _fixed_lambda(name: str) -> float | None:
+    """The lambda of ``tet@<lambda>``, else None."""
+    if not name.startswith("tet@"):
+        return None
+    try:
+        value = float(name[4:])
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None
 
 
 @dataclass(frozen=True)

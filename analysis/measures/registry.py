@@ -47,12 +47,20 @@ class Estimate:
         stderr: Its standard error (NaN where the estimator has none, e.g. an ascent).
         converged: Whether the estimator met its tolerance (True where it has none).
         num_evaluations: Hessian-vector products, gradients or loss evaluations it cost.
+        name: The row's measure name, when one measure gives several rows (a sweep of radii:
+            ``adaptive_worst@0.005``); None: the measure's own name.
+        parameter: The radius (or other size) the value belongs to, if any.
+        first_order: The value's first-order part (a worst case at a point that is not a
+            minimum of the loss contains it); NaN where it does not apply.
     """
 
     value: float
     stderr: float = math.nan
     converged: bool = True
     num_evaluations: int = 0
+    name: str | None = None
+    parameter: float = math.nan
+    first_order: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -72,12 +80,14 @@ class LossMeasure:
     Attributes:
         name: Registry name, e.g. ``lambda_max`` (the ``measure`` column of flatness tables).
         settings: Frozen dataclass of its options (defaults fixed before any study result).
-        estimate: ``(loss, settings, generator) -> Estimate``.
+        estimate: ``(loss, settings, generator) -> Estimate`` (or a list of them, one row each).
         stream: Its random stream: the flatness protocol seeds it ``probe_seed * 1000 +
             stream``, the same for every loss and checkpoint (common random numbers).
         per_step: Also taken of every per-time-step loss ``L_t``.
         rescaling_invariant: Unchanged when a layer that feeds a BatchNorm is rescaled.
         summary: One line for tables and ``--help``.
+        subset: Which of the flatness protocol's subsets it runs on: ``main`` (curvature) or
+            ``ascent`` (the ascents, whose every step costs a gradient).
     """
 
     name: str
@@ -87,6 +97,7 @@ class LossMeasure:
     per_step: bool = False
     rescaling_invariant: bool = False
     summary: str = ""
+    subset: str = "main"
 
 
 @dataclass(frozen=True)

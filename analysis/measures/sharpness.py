@@ -29,7 +29,7 @@ from analysis.measures.registry import (
     register,
 )
 from landscape import api
-from landscape.adaptive import adaptive_average, adaptive_worst_case
+from landscape.adaptive import adaptive_average, apgd_worst_case, first_order_term
 from landscape.sharpness import epsilon_sharpness, perturbation_sharpness
 from toolkit.settings import check, option, same_as
 from training.snn.spikes import spike_counter
@@ -74,8 +74,22 @@ class AdaptiveWorstSettings:
         "adaptive worst-case radius in units of |w| (with p = inf: every weight moves <= 1 %)",
         above=0.0,
     )
-    adaptive_steps: int = option(10, "projected ascent steps of the adaptive worst case", minimum=1)
-    ascent_step_fraction: float = same_as(EpsilonSettings, "ascent_step_fraction")
+    adaptive_sweep: tuple[float, ...] = option(
+        (0.005, 0.02),
+        "further radii of the adaptive worst case (rows adaptive_worst@<radius>), to see whether "
+        "an ordering holds at every radius; none: no sweep",
+        above=0.0,
+        empty=True,
+    )
+    adaptive_steps: int = option(20, "Auto-PGD steps of the adaptive worst case", minimum=1)
+    adaptive_restarts: int = option(
+        3,
+        "random starts of the adaptive worst case at the main radius (the best is kept)",
+        minimum=1,
+    )
+    adaptive_sweep_restarts: int = option(
+        1, "random starts of the adaptive worst case at the radii of the sweep", minimum=1
+    )
     eta: float = option(0.0, "added to |w| in the normalized and adaptive measures", minimum=0.0)
 
     def __post_init__(self) -> None:
@@ -95,29 +109,49 @@ class AdaptiveAverageSettings:
 
 
 def epsilon(loss: LossObjective, settings: EpsilonSettings, generator) -> Estimate:
-    """Keskar et al.'s epsilon-sharpness (percent)."""
+    """Keskar et al.'s epsilon-sharpness (percent), with its first-order part
+    ``100 eps sum_i (|x_i| + 1) |g_i| / (1 + L)`` (the box's linear maximum)."""
+    objective = loss.objective
     found = epsilon_sharpness(
-        loss.objective,
+        objective,
         settings.epsilon,
         settings.epsilon_steps,
         settings.ascent_step_fraction,
         generator,
     )
-    return Estimate(found.value, num_evaluations=2 * found.num_gradients)
+    x = objective.params
+    linear = settings.epsilon * float(((x.abs() + 1) * objective.grad(x).abs()).sum())
+    first_order = 100.0 * linear / (1.0 + found.loss_centre)
+    evaluations = 2 * found.num_gradients + 1
+    return Estimate(found.value, num_evaluations=evaluations, first_order=first_order)
 
 
-def adaptive_worst(loss: LossObjective, settings: AdaptiveWorstSettings, generator) -> Estimate:
-    """Worst-case adaptive sharpness (a lower bound: the ascent may not find the maximum)."""
-    found = adaptive_worst_case(
-        loss.objective,
-        settings.adaptive_rho,
-        settings.adaptive_p,
-        settings.adaptive_steps,
-        settings.ascent_step_fraction,
-        settings.eta,
-        generator=generator,
-    )
-    return Estimate(found.value, num_evaluations=2 * found.num_gradients)
+def adaptive_worst(loss: LossObjective, settings: AdaptiveWorstSettings, generator) -> list:
+    """Worst-case adaptive sharpness by Auto-PGD at the main radius and at every radius of the
+    sweep (lower bounds: the ascent may not find the maximum), each with its first-order part;
+    every radius starts from the same seeded draws."""
+    s, estimates = settings, []
+    state = generator.get_state() if generator is not None else None
+    for radius in (s.adaptive_rho, *s.adaptive_sweep):
+        if state is not None:
+            generator.set_state(state)
+        restarts = s.adaptive_restarts if radius == s.adaptive_rho else s.adaptive_sweep_restarts
+        found = apgd_worst_case(
+            loss.objective,
+            radius,
+            s.adaptive_p,
+            s.adaptive_steps,
+            restarts,
+            s.eta,
+            generator=generator,
+        )
+        term = first_order_term(loss.objective, radius, s.adaptive_p, s.eta)
+        name = None if radius == s.adaptive_rho else f"adaptive_worst@{radius:g}"
+        evaluations = 2 * found.num_gradients + 1
+        estimates.append(
+            Estimate(found.value, math.nan, True, evaluations, name, radius, first_order=term)
+        )
+    return estimates
 
 
 def adaptive_mean(loss: LossObjective, settings: AdaptiveAverageSettings, generator) -> Estimate:
@@ -205,6 +239,7 @@ register(
         epsilon,
         stream=3,
         summary="Keskar et al.'s epsilon-sharpness (box of radius eps (|w| + 1))",
+        subset="ascent",
     )
 )
 register(
@@ -214,7 +249,8 @@ register(
         adaptive_worst,
         stream=4,
         rescaling_invariant=True,
-        summary="adaptive worst-case sharpness, max over ||delta / |w| ||_p <= rho",
+        summary="adaptive worst-case sharpness, max over ||delta / |w| ||_p <= rho (Auto-PGD)",
+        subset="ascent",
     )
 )
 register(

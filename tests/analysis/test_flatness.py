@@ -10,14 +10,19 @@ import pytest
 import torch
 
 from analysis.flatness import main
-from analysis.measures.flatness import FlatnessSettings, checkpoint_rows
+from analysis.measures.flatness import HEADER, SUBSETS, FlatnessSettings, checkpoint_rows
 from analysis.measures.inputs import load_input, parse_loss
 from analysis.measures.registry import loss_measures
 from tests.helpers import dense_hessian, objective, save_mlp
+from toolkit.errors import ConfigError
 from training.runs import checkpoint
 
 FAST = [
     "--samples",
+    "40",
+    "--ascent-samples",
+    "32",
+    "--per-step-samples",
     "40",
     "--trace-matvecs",
     "6",
@@ -43,18 +48,26 @@ def checkpoints(tmp_path_factory):
 
 
 def _rows(path, settings: FlatnessSettings, losses: list[str]) -> list[dict]:
-    input = load_input(checkpoint.read(path), settings.data_spec())
-    return checkpoint_rows(input, settings, losses=losses)
+    found = checkpoint.read(path)
+    inputs = {subset: load_input(found, settings.data_spec(subset)) for subset in SUBSETS}
+    return checkpoint_rows(inputs, settings, losses=losses)
 
 
 def test_command_writes_one_row_per_checkpoint_loss_measure(checkpoints, tmp_path):
     assert main([*map(str, checkpoints[:2]), *FAST, "--out", str(tmp_path), "--quiet"]) == 0
     table = pd.read_csv(tmp_path / "flatness.csv")
+    assert tuple(table.columns) == HEADER
     losses = ["sdt", "tet", "ce_t0", "ce_t1", "ce_t2"]
-    assert len(table) == 2 * (2 * len(loss_measures()) + 3 * 2)
+    sweep = len(FlatnessSettings().adaptive_sweep)  # adaptive_worst@<radius> rows
+    assert len(table) == 2 * (2 * (len(loss_measures()) + sweep) + 3 * 2)
     assert table.groupby("checkpoint").loss.unique().map(list).tolist() == [losses, losses]
     assert set(table[table.loss == "ce_t1"].measure) == {"lambda_max", "trace"}
     assert table.value.notna().all() and not list(tmp_path.glob(".*.tmp"))
+    worst = table[table.measure.str.startswith("adaptive_worst")]
+    assert sorted(set(worst.parameter)) == [0.005, 0.01, 0.02]
+    assert worst.first_order.notna().all() and (worst.first_order >= 0).all()
+    assert set(table[table.measure == "lambda_max"].samples) == {40}
+    assert set(worst.samples) == {32}  # the ascents run on their own, smaller subset
     record = json.loads((tmp_path / "flatness.json").read_text())
     assert record["settings"]["samples"] == 40 and record["settings"]["adaptive_p"] == "inf"
     assert record["provenance"]["torch"] and len(record["checkpoints"]) == 2
@@ -97,3 +110,35 @@ def test_parse_loss():
     assert parse_loss("tet") == ("tet", None) and parse_loss("ce_t3") == ("checkpoint", 3)
     with pytest.raises(ValueError, match="ce_t"):
         parse_loss("l_t1")
+
+
+def test_fixed_lambda_tet_is_tet_at_that_lambda_for_every_run(checkpoints):
+    # tet@0.05 of the run trained with lambda = 0 is its L_TET at lambda = 0.05; the run's own
+    # L_TET (lambda = 0) is a different function
+    settings = FlatnessSettings(
+        samples=40, dtype="float64", per_step=False, fixed_tet_lambda=0.05, lanczos_tol=1e-8
+    )
+    rows = _rows(checkpoints[2], settings, settings.loss_names(3))
+    value = {(r["loss"], r["measure"]): r["value"] for r in rows if r["measure"] == "lambda_max"}
+    found = checkpoint.read(checkpoints[1])  # trained with lambda = 0.05
+    same = {s: load_input(found, settings.data_spec(s)) for s in SUBSETS}
+    own = {
+        r["loss"]: r["value"]
+        for r in checkpoint_rows(same, settings)
+        if r["measure"] == "lambda_max"
+    }
+    assert own["tet"] == own["tet@0.05"]  # the same function: copied, not re-run
+    copied = [r for r in checkpoint_rows(same, settings) if r["loss"] == "tet@0.05"]
+    assert copied and all(r["seconds"] == 0.0 for r in copied)
+    assert value["tet", "lambda_max"] != pytest.approx(value["tet@0.05", "lambda_max"], rel=1e-3)
+
+
+def test_data_chunks_are_disjoint_subsets(checkpoints):
+    found = checkpoint.read(checkpoints[0])
+    settings = [FlatnessSettings(samples=20, data_chunk=c) for c in range(3)]
+    inputs = [load_input(found, s.data_spec()) for s in settings]
+    rows = [{tuple(x) for x in i.loader.x.flatten(1).tolist()} for i in inputs]
+    assert all(len(r) == 20 for r in rows)
+    assert not rows[0] & rows[1] and not rows[0] & rows[2] and not rows[1] & rows[2]
+    with pytest.raises(ConfigError, match="data chunk 99 of 20 samples needs 2000"):
+        load_input(found, FlatnessSettings(samples=20, data_chunk=99).data_spec())

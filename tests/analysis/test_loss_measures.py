@@ -14,6 +14,7 @@ from torch.func import functional_call
 from analysis.measures import curvature, sharpness
 from analysis.measures.inputs import DataSpec, Evaluation, load_input
 from analysis.measures.registry import get
+from landscape.adaptive import apgd_worst_case
 from landscape.directions import random_direction
 from tests.helpers import dense_hessian, save_mlp
 from toolkit.errors import ConfigError
@@ -80,14 +81,15 @@ def test_a_loose_lanczos_reports_its_convergence(loss, hessian):
     assert found.value <= float(torch.linalg.eigvalsh(hessian)[-1]) + 1e-12  # a Ritz value
 
 
-def test_trace_with_a_full_sketch_is_exact(loss, hessian):
+@pytest.mark.parametrize("method,factor", [("hutch++", 3), ("xtrace", 2)])
+def test_trace_with_a_full_sketch_is_exact(loss, hessian, method, factor):
     n = loss.objective.num_params
-    found = curvature.trace(loss, curvature.TraceSettings("hutch++", 3 * n), _seeded())
+    found = curvature.trace(loss, curvature.TraceSettings(method, factor * n), _seeded())
     assert found.value == pytest.approx(float(torch.trace(hessian)), rel=1e-9, abs=1e-12)
-    assert found.num_evaluations == 3 * n and found.converged
+    assert found.num_evaluations == factor * n and found.converged
 
 
-@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+@pytest.mark.parametrize("method", ["xtrace", "hutch++", "hutchinson"])
 def test_trace_is_within_its_standard_error(loss, hessian, method):
     found = curvature.trace(loss, curvature.TraceSettings(method, 60), _seeded(3))
     exact = float(torch.trace(hessian))
@@ -102,7 +104,7 @@ def test_normalized_trace_is_within_its_standard_error(loss, hessian):
     found = get("normalized_trace").estimate(loss, settings, _seeded())
     exact = float(torch.trace(_normalized(loss, hessian, 0.1)))
     assert abs(found.value - exact) < 4 * found.stderr
-    full = curvature.NormalizedTraceSettings(trace_matvecs=3 * loss.objective.num_params, eta=0.1)
+    full = curvature.NormalizedTraceSettings("xtrace", 2 * loss.objective.num_params, eta=0.1)
     assert curvature.normalized_trace(loss, full, _seeded()).value == pytest.approx(exact, rel=1e-9)
 
 
@@ -142,41 +144,61 @@ def test_epsilon_sharpness_one_step_by_hand(loss):
     centre = _loss_at(loss, x)
     best = max(_loss_at(loss, x + start), _loss_at(loss, x + step))
     assert found.value == pytest.approx(100 * (best - centre) / (1 + centre), rel=1e-10)
-    assert found.num_evaluations == 2 and math.isnan(found.stderr)
+    assert found.num_evaluations == 3 and math.isnan(found.stderr)  # + the first-order gradient
 
 
 def test_epsilon_sharpness_is_seeded_and_grows_with_the_box(loss):
     small = sharpness.EpsilonSettings(epsilon=1e-3, epsilon_steps=3)
     values = [sharpness.epsilon(loss, small, _seeded(0)) for _ in range(2)]
     assert values[0] == values[1] and math.isfinite(values[0].value)
-    assert values[0].num_evaluations == 6
+    assert values[0].num_evaluations == 7
     large = sharpness.epsilon(
         loss, sharpness.EpsilonSettings(epsilon=0.1, epsilon_steps=3), _seeded(0)
     )
     assert large.value > values[0].value and large.value > 0
 
 
-def test_adaptive_worst_one_step_by_hand(loss):
+def test_epsilon_first_order_part_by_hand(loss):
+    settings = sharpness.EpsilonSettings(epsilon=0.05, epsilon_steps=1)
+    found = sharpness.epsilon(loss, settings, _seeded(7))
+    x = loss.objective.params
+    linear = 0.05 * float(((x.abs() + 1) * loss.objective.grad(x).abs()).sum())
+    assert found.first_order == pytest.approx(100 * linear / (1 + _loss_at(loss, x)), rel=1e-10)
+
+
+def test_adaptive_worst_is_auto_pgd_at_every_radius_of_the_sweep(loss):
     settings = sharpness.AdaptiveWorstSettings(
-        adaptive_rho=0.2, adaptive_steps=1, ascent_step_fraction=1.0, eta=0.05
+        adaptive_rho=0.2,
+        adaptive_sweep=(0.1, 0.4),
+        adaptive_steps=4,
+        adaptive_restarts=3,
+        adaptive_sweep_restarts=2,
+        eta=0.05,
     )
     found = get("adaptive_worst").estimate(loss, settings, _seeded(5))
+    assert [e.name for e in found] == [None, "adaptive_worst@0.1", "adaptive_worst@0.4"]
     w = loss.objective.params
-    scale = w.abs() + 0.05
-    u = (2 * torch.rand(w.shape, generator=_seeded(5), dtype=F64) - 1) * 0.2
-    stepped = (u + 0.2 * (scale * loss.objective.grad(w + scale * u)).sign()).clamp(-0.2, 0.2)
-    centre = _loss_at(loss, w)
-    best = max(centre, _loss_at(loss, w + scale * u), _loss_at(loss, w + scale * stepped))
-    assert found.value == pytest.approx(best - centre, rel=1e-10, abs=1e-14)
-    assert found.value > 0 and found.num_evaluations == 2
+    g = (w.abs() + 0.05) * loss.objective.grad(w)
+    for estimate, radius, restarts in zip(found, (0.2, 0.1, 0.4), (3, 2, 2)):
+        # every radius starts from the same seeded draws
+        ascent = apgd_worst_case(
+            loss.objective, radius, math.inf, 4, restarts, 0.05, generator=_seeded(5)
+        )
+        assert estimate.value == ascent.value and estimate.parameter == radius
+        assert estimate.num_evaluations == 2 * 4 * restarts + 1 and math.isnan(estimate.stderr)
+        assert estimate.first_order == pytest.approx(radius * float(g.abs().sum()), rel=1e-10)
+    assert found[0].value > 0
 
 
 @pytest.mark.parametrize("p", [2.0, math.inf])
 def test_adaptive_worst_is_nonnegative_and_seeded(loss, p):
-    settings = sharpness.AdaptiveWorstSettings(adaptive_p=p, adaptive_rho=0.05, adaptive_steps=3)
+    settings = sharpness.AdaptiveWorstSettings(
+        adaptive_p=p, adaptive_rho=0.05, adaptive_steps=3, adaptive_sweep=()
+    )
     first = sharpness.adaptive_worst(loss, settings, _seeded(2))
-    assert first == sharpness.adaptive_worst(loss, settings, _seeded(2))
-    assert first.value >= 0 and math.isfinite(first.value) and first.num_evaluations == 6
+    assert first == sharpness.adaptive_worst(loss, settings, _seeded(2)) and len(first) == 1
+    assert first[0].value >= 0 and math.isfinite(first[0].value)
+    assert first[0].num_evaluations == 2 * 3 * 3 + 1
 
 
 def test_adaptive_average_equals_its_draws(loss):

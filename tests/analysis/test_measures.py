@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import analysis.measures  # noqa: F401  (registers every measure)
 from analysis.measures import registry
-from analysis.measures.flatness import FlatnessSettings, loss_names
+from analysis.measures.flatness import FlatnessSettings
 from analysis.measures.inputs import (
     Datasets,
     DataSettings,
@@ -410,14 +410,20 @@ def test_settings_of_passes_the_protocols_values():
 def test_flatness_settings_dict_seeds_and_dry_run():
     settings = FlatnessSettings()
     plain = settings.to_dict()
-    assert plain["adaptive_p"] == "inf" and plain["samples"] == 256
+    assert plain["adaptive_p"] == "inf" and plain["samples"] == 1024
     assert list(plain) == [f.name for f in dataclasses.fields(FlatnessSettings)]
     assert FlatnessSettings(adaptive_p=2.0).to_dict()["adaptive_p"] == 2.0
-    assert settings.data_spec() == DataSpec("train", 256, 0, 256)
+    assert settings.data_spec() == DataSpec("train", 1024, 0, 256)
+    assert settings.data_spec("per_step") == DataSpec("train", 256, 0, 256)
+    assert settings.data_spec("ascent") == DataSpec("train", 512, 0, 256)
+    other = FlatnessSettings(data_chunk=2)
+    assert other.data_spec() == DataSpec("train", 1024, 0, 256, chunk=2)
+    assert other.data_spec("ascent") == DataSpec("train", 512, 0, 256)
     assert FlatnessSettings(probe_seed=2).generator(get("trace")).initial_seed() == 2002
     small = settings.dry_run()
     assert (small.samples, small.lanczos_max_steps, small.trace_matvecs) == (32, 6, 6)
     assert (small.epsilon_steps, small.adaptive_steps, small.average_samples) == (2, 2, 2)
+    assert (small.per_step_samples, small.ascent_samples, small.adaptive_restarts) == (32, 32, 1)
     assert small.dry_run() == small and small.lanczos_tol == settings.lanczos_tol
     with pytest.raises(ConfigError, match=r"^trace_matvecs must be >= 4"):
         FlatnessSettings(trace_matvecs=3)
@@ -426,5 +432,7 @@ def test_flatness_settings_dict_seeds_and_dry_run():
 
 
 def test_loss_names():
-    assert loss_names(3, True) == ["sdt", "tet", "ce_t0", "ce_t1", "ce_t2"]
-    assert loss_names(3, False) == ["sdt", "tet"]
+    assert FlatnessSettings().loss_names(3) == ["sdt", "tet", "ce_t0", "ce_t1", "ce_t2"]
+    assert FlatnessSettings(per_step=False).loss_names(3) == ["sdt", "tet"]
+    fixed = FlatnessSettings(per_step=False, fixed_tet_lambda=0.05)
+    assert fixed.loss_names(3) == ["sdt", "tet", "tet@0.05"]

@@ -35,6 +35,7 @@ class Example:
     limit: int | None = option(None, "optional limit", minimum=1)
     p: float = option(math.inf, "norm: 2 or inf", choices=(2.0, math.inf), finite=False)
     free: float = option(1.0, "any finite number")
+    radii: tuple[float, ...] = option((0.5,), "radii, or none", above=0.0, empty=True)
 
     def __post_init__(self) -> None:
         check(self)
@@ -57,6 +58,16 @@ def test_defaults_are_valid_and_flag_names():
     assert Example(rate=1.0, cap=-5.0, top_k=0, T=(8, 1)).T == (8, 1)  # inclusive ends
     assert Example(free=-1e300, tol=3).tol == 3  # an int is a valid float
     assert flag("num_matvecs") == "--num-matvecs" and flag("T") == "--T"
+
+
+def test_a_tuple_may_be_empty_only_where_declared():
+    assert Example(radii=()).radii == ()
+    with pytest.raises(ConfigError, match=r"^radii must be a list, got 0.5"):
+        Example(radii=0.5)
+    with pytest.raises(ConfigError, match=r"^radii must be > 0, got \(0.5, 0.0\)"):
+        Example(radii=(0.5, 0.0))
+    assert config_from_args(_parser().parse_args(["--radii"]), Example).radii == ()
+    assert config_from_args(_parser().parse_args([]), Example).radii == (0.5,)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +140,7 @@ def test_flags_defaults_and_types():
         "limit": None,
         "p": math.inf,
         "free": 1.0,
+        "radii": [0.5],
     }
     argv = ["--top-k", "3", "--no-cached", "--T", "3", "4", "5", "--limit", "2", "--p", "2"]
     args = _parser().parse_args(argv + ["--mode", "b", "--rate", "0.25"])
@@ -146,6 +158,7 @@ def test_boolean_and_tuple_actions():
     assert isinstance(actions["cached"], argparse.BooleanOptionalAction)
     assert actions["cached"].option_strings == ["--cached", "--no-cached"]
     assert actions["T"].nargs == "+" and actions["T"].type is int
+    assert actions["radii"].nargs == "*" and actions["radii"].type is float
     assert actions["top_k"].nargs is None and actions["top_k"].type is int
     assert actions["mode"].choices == ("a", "b")
 
