@@ -22,10 +22,11 @@ A resolved difference smaller than ``delta`` is reported as holds/opposite with
 ``within_margin=True``. The exact sign-flip p-value cannot go below ``2 / 2^n``: five pairs or
 fewer can never give ``p < 0.05``, so holds/opposite need at least six seeds.
 
-Several metrics at once (:func:`westfall_young`): Westfall & Young's step-down max-T adjustment of
-the paired t statistics under the *joint* sign-flip distribution (one sign per pair, shared by
-every metric of that pair), which controls the family-wise error rate and, unlike Bonferroni or
-Holm, pays nothing for metrics that move together.
+Several metrics at once (:func:`westfall_young`): Westfall & Young's step-down adjustment (max-T
+or min-P) under the *joint* sign-flip distribution (one sign per pair, shared by every metric of
+that pair), which controls the family-wise error rate and, unlike Bonferroni or Holm, pays
+nothing for metrics that move together; :func:`compare_paired` then decides with the adjusted
+p-value (``adjusted_p``) and a Bonferroni TOST interval over the family (``family_size``).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ PAIRED_RULE = (
     "paired over seeds: d_s = TET - SDT; holds if the 95 % t-interval of mean(d) excludes 0 on the "
     "claimed side and the two-sided sign-flip permutation p < 0.05; opposite if the same holds on "
     "the other side; equivalent if the 90 % t-interval lies inside (-delta, delta) (TOST at 5 %); "
-    "otherwise inconclusive"
+    "otherwise inconclusive. In a family of m metrics, p is the family-wise adjusted p-value and "
+    "the TOST interval is the 1 - 0.1/m one (Bonferroni)"
 )
 PAIRED_HOLDS, PAIRED_OPPOSITE = "holds", "opposite"
 PAIRED_EQUIVALENT, PAIRED_INCONCLUSIVE = "equivalent", "inconclusive"
@@ -160,6 +162,9 @@ class PairedVerdict:
         permutation: ``"exact"`` (all ``2^n`` sign patterns) or ``"monte_carlo"``.
         num_permutations: Sign patterns evaluated.
         seed: Seed of the Monte-Carlo patterns (None when exact).
+        adjusted_p: The family-wise adjusted p-value the verdict used (NaN: none, ``p_value``
+            decided).
+        family_size: Metrics in the family (1: none); the TOST interval is at ``1 - 2 alpha / m``.
     """
 
     claim: str
@@ -178,6 +183,8 @@ class PairedVerdict:
     permutation: str
     num_permutations: int
     seed: int | None
+    adjusted_p: float = math.nan
+    family_size: int = 1
 
 
 def paired_differences(
@@ -273,6 +280,8 @@ def compare_paired(
     delta: float,
     num_resamples: int = 100_000,
     seed: int = 0,
+    adjusted_p: float | None = None,
+    family_size: int = 1,
 ) -> PairedVerdict:
     """Decide a claim about ``candidate - baseline`` from seed-paired values by :data:`PAIRED_RULE`.
 
@@ -285,20 +294,28 @@ def compare_paired(
         delta: Equivalence margin in the metric's units (> 0), stated before the data.
         num_resamples: Monte-Carlo sign patterns when ``n > 20``.
         seed: Seed of those patterns (recorded in the result).
+        adjusted_p: The metric's family-wise adjusted p-value (:func:`westfall_young`), which
+            then decides in place of its own sign-flip p-value.
+        family_size: The number of metrics in its family: equivalence needs the
+            ``1 - 2 alpha / family_size`` interval inside the margin (Bonferroni over the family).
 
     Raises:
-        ValueError: On a bad direction, a non-positive ``delta`` or unpaired sequences.
+        ValueError: On a bad direction, a non-positive ``delta``, a family size below 1 or
+            unpaired sequences.
     """
+    if family_size < 1:
+        raise ValueError(f"family_size must be >= 1, got {family_size}")
     if candidate_is not in ("lower", "higher"):
         raise ValueError(f"candidate_is must be 'lower' or 'higher', got {candidate_is!r}")
     if not delta > 0:
         raise ValueError(f"the equivalence margin delta must be > 0, got {delta}")
     d = paired_differences(baseline, candidate)
     mean = math.fsum(d) / len(d) if d else float("nan")
-    ci, tost = t_interval(d, 1 - ALPHA), t_interval(d, 1 - 2 * ALPHA)
+    ci, tost = t_interval(d, 1 - ALPHA), t_interval(d, 1 - 2 * ALPHA / family_size)
     p_value, method, count = sign_flip_p_value(d, num_resamples, seed)
     within = bool(-delta < tost[0] and tost[1] < delta)  # False when NaN
-    verdict = _paired_decision(candidate_is, ci, p_value)
+    deciding = p_value if adjusted_p is None else adjusted_p
+    verdict = _paired_decision(candidate_is, ci, deciding)
     if verdict is None:
         verdict = PAIRED_EQUIVALENT if within else PAIRED_INCONCLUSIVE
     return PairedVerdict(
@@ -318,6 +335,8 @@ def compare_paired(
         method,
         count,
         seed if method == "monte_carlo" else None,
+        math.nan if adjusted_p is None else float(adjusted_p),
+        family_size,
     )
 
 

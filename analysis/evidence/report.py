@@ -122,11 +122,13 @@ def analysis_settings(layout: RunLayout) -> list[str]:
 def study_links(figures: Path) -> list[str]:
     """Where the decisive evidence is: the paired study reports next to this one, if written."""
     full, demo = SCALES["full"], SCALES["demo"]
+    full_pairs = ", ".join(f"{b} {n}" for b, n in full.pairs.items())
+    demo_pairs = ", ".join(f"{b} {n}" for b, n in demo.pairs.items())
     reports = {
-        "STUDY.md": f"the full study (`make study`): {full.seeds} paired seeds per benchmark, "
-        "the MNIST-1D population",
-        "study-demo/STUDY.md": f"the same study at demo scale (`make demo`): {demo.seeds} paired "
-        f"seeds on {' and '.join(demo.benchmarks)}, {demo.epochs['mnist1d']} epochs",
+        "STUDY.md": f"the full study (`make study`): paired seeds {full_pairs}, each pair on its "
+        "own data, and the MNIST-1D population",
+        "study-demo/STUDY.md": f"the same study at demo scale (`make demo`): paired seeds "
+        f"{demo_pairs}, {demo.epochs['mnist1d']} epochs",
     }
     found = [
         f"- [{name}]({name}): {what}" for name, what in reports.items() if (figures / name).exists()
@@ -137,9 +139,9 @@ def study_links(figures: Path) -> list[str]:
         "## Deciding the claims",
         "",
         "The table above uses 3 seeds on digits and a two-standard-error rule, which cannot "
-        "tell 'no difference' from 'too little data'. The paired study (digits and MNIST-1D, "
-        "confidence intervals, sign-flip p-values, equivalence margins, flatness in "
-        "normalized coordinates) decides:",
+        "tell 'no difference' from 'too little data'. The paired study (digits, MNIST-1D static "
+        "and sequence; confidence intervals, sign-flip p-values adjusted for multiplicity, "
+        "equivalence margins, flatness with its errors) decides:",
         "",
         *found,
     ]

@@ -1,44 +1,228 @@
-"""The design of the evidence study (issue 12): runs, grids, margins and the jobs that make them.
+"""The design of the evidence study: benchmarks, pairs, data, endpoints, margins, the population
+and the flatness protocols, and the jobs that make them.
 
-Everything a verdict depends on is fixed here, in code, before any result was looked at:
+Version 2 (issue 18), committed before the first full run of this version; issue 12's version
+1 (one draw, one test set, 10 seeds, no multiplicity correction) stays in
+``figures/study_one_draw.csv`` as the comparison row. Everything a verdict depends on is fixed
+here, in code, before any result of this version was looked at:
 
-- paired design per benchmark: SDT and TET with the same seeds (same initial weights and data
-  order) at the committed settings: digits at the training defaults, MNIST-1D at
-  ``configs/mnist1d.json``;
-- the population on MNIST-1D: loss (SDT, TET λ 0.05, TET λ 1e-3) x T x learning rate x batch size
-  x seeds, at fewer epochs than the committed 20 (stated in :class:`StudyScale`), gradient
-  statistics off (they do not change training, only cost time);
-- :data:`MARGINS`: the equivalence margin δ of every paired metric, with its reason.
+**Benchmarks and pairs.** Pair ``s`` trains SDT and TET with the same seed (initial weights and
+data order) *and on its own data*, so the intervals cover seeds and data:
 
-Jobs are commands (``training/run.py``, ``analysis/flatness.py``) run as subprocesses with
-``OMP_NUM_THREADS=1``, at most ``StudyScale.jobs`` at a time; each is skipped when its outputs
-exist, so the study resumes.
+- ``digits``: the training defaults; pair ``s`` uses its own stratified train/test split
+  (``--digits-split-seed s``, 450 test images); 12 pairs.
+- ``mnist1d`` (primary): ``configs/mnist1d.json``; pair ``s`` trains on its own generated draw
+  (``--mnist1d-seed 1000 + s``, 4,000 samples) and every run is scored on one common test set of
+  :data:`TEST_SAMPLES` samples generated with a seed used for nothing else
+  (``training.data.mnist1d.TEST_SEED``) and never used to choose a setting; 20 pairs.
+- ``mnist1d_sequence`` (temporal input): ``configs/mnist1d_sequence.json``, chosen by the protocol
+  in ``configs/README.md``; pairs as ``mnist1d``; 12 pairs.
+
+**Primary endpoints** (:data:`PRIMARY_ENDPOINTS`), per benchmark, each its own claim of the paper
+and decided by its own sign-flip p-value at 5 %:
+
+- ``test_acc`` (TET higher): the paper's headline claim, on the large common test set;
+- ``acc_gap`` (TET lower): train accuracy (eval mode) minus test accuracy, the generalization gap
+  the flatness argument is about;
+- ``normalized_lambda_max/l_sdt`` (TET lower), the flatness measure, because it is (1) curvature,
+  not an ascent: it contains no first-order term at a point that is not a minimum of the loss (a
+  TET checkpoint under L_SDT), where every worst-case sharpness does; (2) of L_SDT, the
+  cross-entropy of the time-averaged output, i.e. the loss of the classifier both methods deploy,
+  the same function for SDT and TET runs (L_TET depends on λ and is the training loss of only one
+  of them); (3) in the rescaling-invariant units ``diag|w| H diag|w|`` (Kwon et al. 2021), so that
+  the BatchNorm rescalings that leave the network unchanged (Dinh et al. 2017) do not change it;
+  (4) the paper's Hessian evidence is the top eigenvalue; and (5) its estimator, Lanczos, reports
+  convergence, so a table can show that it is not noise.
+
+**Secondary metrics**: every other metric with a claim (``loss_gap``, every flatness measure of
+L_SDT and L_TET, every radius of the adaptive worst case, and the linear-removed variant
+``<measure>-linear = value - first-order term`` of every ascent). Their p-values are adjusted
+together per benchmark by Westfall & Young's step-down min-P over the joint sign-flip
+distribution (:data:`MULTIPLICITY_METHOD`); their verdicts use the adjusted p, and their
+equivalence (TOST) a Bonferroni interval over the family. ``train_acc`` is reported without a
+claim: it is the caveat of a smaller gap.
+
+**Estimator noise**: a metric is flagged when the root-mean-square standard error of a paired
+difference from its estimator (or, for accuracies, from the test set) exceeds
+:data:`NOISE_SHARE` of the standard deviation of the paired differences, i.e. when measurement
+noise is more than a quarter of their variance.
+
+**Flatness**: the paired runs get the protocol's defaults (``FlatnessSettings``: 1,024 samples
+for curvature, 512 for the ascents, APGD with 3 starts and 20 steps at three radii, XTrace),
+with the data subset and every probe seeded by the pair (``--data-seed s --probe-seed s``): SDT
+and TET of a pair share probes (common random numbers), pairs do not. The subset-to-subset spread
+is measured on :data:`SUBSET_PAIRS` of ``mnist1d`` with the disjoint subsets
+:data:`SUBSET_CHUNKS`. The population uses cheaper settings (:data:`POPULATION_FLATNESS`).
+
+**Population** (:class:`PopulationDesign`), MNIST-1D static: 3 losses (SDT, TET λ 0.05, TET
+λ 1e-3) x 3 learning rates x 3 batch sizes x 4 seeds = 108 runs; run ``k`` of a cell trains on
+draw ``2000 + k``. Every run trains until its train-split L_SDT (eval mode) reaches the threshold
+the pilot of ``configs/README.md`` fixed, with a 30-epoch cap; runs that do not reach it are
+reported and left out. L_TET is measured at each run's own λ and at the fixed λ 0.05 for every run
+(``tet@0.05``). Kendall's tau, the granulated psi and their permutation nulls, with group counts
+per axis; the runs share seeds, draws and a grid, so a p-value is read as a scale.
+
+**Margins** (:data:`MARGINS`) are issue 12's, unchanged.
+
+Jobs are commands (``training/run.py``, ``analysis/flatness.py``) run as subprocesses with one
+thread each, at most ``StudyScale.jobs`` at a time; each is skipped when its outputs exist, so
+the study resumes. Stages (:data:`STAGES`) can be run separately.
 """
 
 from __future__ import annotations
 
+import csv
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.pipeline.jobs import REPO, Job, command_line
 
 __all__ = [
+    "DESIGN_VERSION",
+    "DESIGN_COMMITTED",
+    "BENCHMARKS",
+    "PRIMARY_BENCHMARK",
+    "Benchmark",
+    "PRIMARY_ENDPOINTS",
+    "CLAIMS",
+    "DESCRIPTIVE",
+    "MULTIPLICITY_METHOD",
+    "NOISE_SHARE",
+    "TEST_SAMPLES",
+    "SUBSET_PAIRS",
+    "SUBSET_CHUNKS",
+    "POPULATION_FLATNESS",
+    "FIXED_TET_LAMBDA",
+    "PopulationDesign",
     "StudyScale",
     "SCALES",
+    "STAGES",
     "Margin",
     "MARGINS",
     "margin_for",
+    "claim_of",
     "paired_jobs",
     "population_cells",
     "population_jobs",
     "flatness_jobs",
-    "flatness_stage",
-    "BENCHMARKS",
+    "met_criterion",
+    "population_flatness_jobs",
+    "subset_jobs",
 ]
 
-BENCHMARKS = ("digits", "mnist1d")
-MNIST1D_CONFIG = REPO / "configs" / "mnist1d.json"
+DESIGN_VERSION = 2
+DESIGN_COMMITTED = "2026-12-06"
+"""The day this version of the design was committed, before its first full run."""
+
+CONFIGS = REPO / "configs"
+TEST_SAMPLES = 20_000
+"""Samples of MNIST-1D's common test set (generated with its own seed)."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark of the paired design.
+
+    Attributes:
+        name: Folder and label.
+        config: Committed training config (None: the training defaults).
+        pairs: Paired seeds at full scale.
+        description: One line for the report.
+    """
+
+    name: str
+    config: Path | None
+    pairs: int
+    description: str
+
+    def data_args(self, pair: int, test_samples: int = TEST_SAMPLES) -> list[str]:
+        """Training flags of pair ``pair``'s own data (MNIST-1D: and of the common test set)."""
+        if self.name == "digits":
+            return ["--digits-split-seed", str(pair)]
+        return ["--mnist1d-seed", str(1000 + pair), "--mnist1d-test-samples", str(test_samples)]
+
+
+BENCHMARKS = {
+    b.name: b
+    for b in (
+        Benchmark("digits", None, 12, "sklearn digits, own stratified split per pair"),
+        Benchmark(
+            "mnist1d",
+            CONFIGS / "mnist1d.json",
+            20,
+            "MNIST-1D static encoding, own draw per pair, common 20,000-sample test set",
+        ),
+        Benchmark(
+            "mnist1d_sequence",
+            CONFIGS / "mnist1d_sequence.json",
+            12,
+            "MNIST-1D sequence encoding (temporal input), own draw per pair, common test set",
+        ),
+    )
+}
+PRIMARY_BENCHMARK = "mnist1d"
+
+PRIMARY_ENDPOINTS = ("test_acc", "acc_gap", "normalized_lambda_max/l_sdt")
+CLAIMS = {"test_acc": "higher", "acc_gap": "lower", "loss_gap": "lower"}
+"""Claimed direction of TET - SDT of the run metrics; every flatness metric: ``lower``."""
+DESCRIPTIVE = ("train_acc",)
+"""Paired metrics reported without a claim (the train-accuracy caveat)."""
+MULTIPLICITY_METHOD = "step_down_min_p"
+NOISE_SHARE = 0.5
+"""Flag a metric when its paired measurement error exceeds this share of the paired spread."""
+SUBSET_PAIRS = (0, 1)
+SUBSET_CHUNKS = (1, 2)
+"""The subset check: ``mnist1d`` pairs whose checkpoints are measured again on these disjoint
+subsets (chunk 0 is the paired measurement itself)."""
+FIXED_TET_LAMBDA = 0.05
+
+POPULATION_FLATNESS = (
+    "--samples",
+    "512",
+    "--ascent-samples",
+    "256",
+    "--no-per-step",
+    "--adaptive-restarts",
+    "1",
+    "--adaptive-sweep",
+    "--trace-matvecs",
+    "12",
+    "--fixed-tet-lambda",
+    str(FIXED_TET_LAMBDA),
+)
+"""The population's cheaper flatness flags: half the samples, no per-step losses, one APGD start
+at one radius, XTrace with 12 products (about 8 % relative error instead of 3 %)."""
+
+
+def claim_of(metric: str) -> str | None:
+    """The claimed direction of TET - SDT (``higher``/``lower``), None for descriptive metrics."""
+    if metric in DESCRIPTIVE:
+        return None
+    return CLAIMS.get(metric, "lower")
+
+
+@dataclass(frozen=True)
+class PopulationDesign:
+    """The population grid and its stopping rule.
+
+    Attributes:
+        losses: ``(method, tet_lambda)`` levels.
+        lr: Learning rates.
+        batch_size: Batch sizes.
+        seeds: Seeds per cell (seed ``k`` trains on draw ``2000 + k``).
+        stop_at_train_loss: Train-split L_SDT (eval mode) at which a run stops (None: no
+            criterion, the cap only).
+        epoch_cap: Epochs at most (and the length of the cosine schedule).
+    """
+
+    losses: tuple = (("sdt", 0.05), ("tet", 0.05), ("tet", 0.001))
+    lr: tuple = (0.0025, 0.005, 0.01)
+    batch_size: tuple = (64, 128, 256)
+    seeds: int = 4
+    stop_at_train_loss: float | None = 0.1  # by the pilot of configs/README.md
+    epoch_cap: int = 30
 
 
 @dataclass(frozen=True)
@@ -47,78 +231,95 @@ class StudyScale:
 
     Attributes:
         name: ``tiny``, ``demo`` or ``full``.
-        benchmarks: Benchmarks of the paired design.
-        seeds: Paired seeds per benchmark (SDT and TET each).
-        epochs: Training epochs per benchmark (None: the committed setting).
-        mnist1d_samples: Generated MNIST-1D samples (None: the committed 5,000).
-        losses: Population loss levels ``(method, tet_lambda)``.
-        T: Population T levels.
-        lr: Population learning rates.
-        batch_size: Population batch sizes.
-        population_seeds: Seeds per population cell.
-        population_epochs: Population training epochs (committed runs use 20).
-        flatness: Extra ``analysis/flatness.py`` flags (tiny scales only; empty: the defaults).
+        pairs: Benchmark -> paired seeds (benchmarks left out are not run).
+        epochs: Benchmark -> training epochs (missing: the committed setting).
+        test_samples: MNIST-1D common test samples.
+        mnist1d_samples: Generated MNIST-1D samples per draw (None: the committed 5,000).
+        population: The population (None: none).
+        flatness: Extra ``analysis/flatness.py`` flags of the paired runs (empty: the defaults).
+        population_flatness: ``analysis/flatness.py`` flags of the population.
+        subsets: Whether to run the subset check.
         train_extra: Extra ``training/run.py`` flags (tiny scales only).
         jobs: Subprocesses at a time.
     """
 
     name: str = "full"
-    benchmarks: tuple = BENCHMARKS
-    seeds: int = 10
-    epochs: dict = field(default_factory=lambda: {"digits": None, "mnist1d": None})
+    pairs: dict = field(default_factory=lambda: {b: BENCHMARKS[b].pairs for b in BENCHMARKS})
+    epochs: dict = field(default_factory=dict)
+    test_samples: int = TEST_SAMPLES
     mnist1d_samples: int | None = None
-    losses: tuple = (("sdt", 0.05), ("tet", 0.05), ("tet", 0.001))
-    T: tuple = (2, 4)
-    lr: tuple = (0.001, 0.005)
-    batch_size: tuple = (64, 128)
-    population_seeds: int = 3
-    population_epochs: int = 10
+    population: PopulationDesign | None = PopulationDesign()
     flatness: tuple = ()
+    population_flatness: tuple = POPULATION_FLATNESS
+    subsets: bool = True
     train_extra: tuple = ()
     jobs: int = 2
 
 
+_TINY_FLATNESS = (
+    "--samples",
+    "32",
+    "--per-step-samples",
+    "32",
+    "--ascent-samples",
+    "32",
+    "--trace-matvecs",
+    "6",
+    "--lanczos-max-steps",
+    "6",
+    "--epsilon-steps",
+    "2",
+    "--adaptive-steps",
+    "2",
+    "--adaptive-restarts",
+    "1",
+    "--average-samples",
+    "2",
+)
+
 SCALES = {
     "full": StudyScale(),
-    # make demo: MNIST-1D only (the demo's own runs cover digits), 10 epochs instead of 20
+    # make demo: MNIST-1D static only (the demo's own runs cover digits), 4 pairs at 10 epochs, a
+    # 5,000-sample test set, the population's cheaper flatness settings, an 8-run population
     "demo": StudyScale(
         name="demo",
-        benchmarks=("mnist1d",),
-        seeds=4,
-        epochs={"digits": None, "mnist1d": 10},
-        losses=(("sdt", 0.05), ("tet", 0.05)),
-        T=(4,),
-        population_seeds=1,
-        population_epochs=5,
+        pairs={"mnist1d": 4},
+        epochs={"mnist1d": 10},
+        test_samples=5000,
+        population=PopulationDesign(
+            losses=(("sdt", 0.05), ("tet", 0.05)),
+            lr=(0.005, 0.01),
+            batch_size=(128, 256),
+            seeds=1,
+            epoch_cap=10,
+        ),
+        flatness=POPULATION_FLATNESS,
+        subsets=False,
     ),
     "tiny": StudyScale(
         name="tiny",
-        seeds=2,
-        epochs={"digits": 1, "mnist1d": 1},
+        pairs={"digits": 2, "mnist1d": 2, "mnist1d_sequence": 2},
+        epochs={"digits": 1, "mnist1d": 1, "mnist1d_sequence": 1},
+        test_samples=300,
         mnist1d_samples=200,
-        losses=(("sdt", 0.05), ("tet", 0.05)),
-        T=(4,),
-        lr=(0.005,),
-        batch_size=(64, 128),
-        population_seeds=1,
-        population_epochs=1,
-        flatness=(
-            "--samples",
-            "32",
-            "--trace-matvecs",
-            "6",
-            "--lanczos-max-steps",
-            "6",
-            "--epsilon-steps",
-            "2",
-            "--adaptive-steps",
-            "2",
-            "--average-samples",
-            "2",
+        population=PopulationDesign(
+            losses=(("sdt", 0.05), ("tet", 0.05)),
+            lr=(0.005,),
+            batch_size=(64, 128),
+            seeds=1,
+            stop_at_train_loss=10.0,  # met after the first epoch: the criterion's path, quickly
+            epoch_cap=2,
         ),
+        flatness=_TINY_FLATNESS,
+        population_flatness=(*_TINY_FLATNESS, "--no-per-step", "--fixed-tet-lambda", "0.05"),
         train_extra=("--steps-per-epoch", "3", "--no-gradient-stats"),
     ),
 }
+
+STAGES = ("paired", "temporal", "population", "subsets", "report")
+"""``paired``: digits and MNIST-1D static, trained and measured; ``temporal``: MNIST-1D sequence;
+``population``; ``subsets``: the subset check (needs ``paired``); ``report``: tables, figures and
+STUDY.md from whatever exists."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +350,8 @@ MARGINS = {
         "digits report",
     ),
 }
-"""Fixed before any study result; a relative margin is ``value * |mean over seeds of SDT|``."""
+"""Fixed before any study result (issue 12); a relative margin is ``value * |mean over seeds of
+SDT|``."""
 
 
 def margin_for(metric: str, sdt_values) -> tuple[float, Margin]:
@@ -159,6 +361,8 @@ def margin_for(metric: str, sdt_values) -> tuple[float, Margin]:
     depends on TET's values or on the differences.
     """
     margin = MARGINS.get(metric, MARGINS["flatness"])
+    if metric in DESCRIPTIVE:
+        margin = MARGINS["test_acc"]
     if not margin.relative:
         return margin.value, margin
     values = [float(v) for v in sdt_values if v == v]
@@ -166,46 +370,48 @@ def margin_for(metric: str, sdt_values) -> tuple[float, Margin]:
     return margin.value * mean if mean > 0 else float("nan"), margin
 
 
-def _train(argv: list[str], scale: StudyScale) -> tuple[tuple[str, ...]]:
+def _train(argv: list, scale: StudyScale) -> tuple[tuple[str, ...]]:
     return (command_line("training/run.py", *argv, *scale.train_extra, "--resume", "--quiet"),)
 
 
-def _benchmark_args(benchmark: str, scale: StudyScale, data_root: str) -> list[str]:
-    args = ["--config", str(MNIST1D_CONFIG)] if benchmark == "mnist1d" else []
-    epochs = scale.epochs.get(benchmark)
-    args += ["--epochs", str(epochs)] if epochs else []
-    if benchmark == "mnist1d" and scale.mnist1d_samples:
-        args += ["--mnist1d-samples", str(scale.mnist1d_samples)]
-    return args + ["--data-root", data_root]
+def _benchmark_args(benchmark: Benchmark, scale: StudyScale, data_root: str) -> list[str]:
+    args = ["--config", str(benchmark.config)] if benchmark.config else []
+    epochs = scale.epochs.get(benchmark.name)
+    if epochs:
+        args += ["--epochs", str(epochs)]
+    if benchmark.name != "digits":
+        if scale.mnist1d_samples:
+            args += ["--mnist1d-samples", str(scale.mnist1d_samples)]
+        args += ["--test-every", "1000"]  # the large test set: after the last epoch only
+    return args + ["--no-gradient-stats", "--data-root", data_root]
 
 
-def paired_jobs(root: Path, benchmark: str, scale: StudyScale, data_root: str) -> list[Job]:
-    """SDT and TET of every seed at the benchmark's committed settings, one job per run."""
-    out, jobs = root / benchmark, []
-    for seed, method in itertools.product(range(scale.seeds), ("sdt", "tet")):
-        argv = [*_benchmark_args(benchmark, scale, data_root), "--method", method]
-        argv += ["--seeds", str(seed), "--out", str(out)]
-        done = out / f"{method}-seed{seed}.done"
-        name = f"train {benchmark} {method} seed {seed}"
-        jobs.append(Job(name, _train(argv, scale), (done,), marker=done))
+def paired_jobs(root: Path, name: str, scale: StudyScale, data_root: str) -> list[Job]:
+    """SDT and TET of every pair of benchmark ``name``, one job per run (``root/<name>``)."""
+    benchmark, out, jobs = BENCHMARKS[name], root / name, []
+    for pair, method in itertools.product(range(scale.pairs[name]), ("sdt", "tet")):
+        data = benchmark.data_args(pair, scale.test_samples)
+        argv = [*_benchmark_args(benchmark, scale, data_root), *data, "--method", method]
+        argv += ["--seeds", str(pair), "--out", out]
+        done = out / f"{method}-seed{pair}.done"
+        jobs.append(Job(f"train {name} {method} pair {pair}", _train(argv, scale), (done,), done))
     return jobs
 
 
-def population_cells(scale: StudyScale) -> list[dict]:
-    """Every population run: ``cell`` (its folder), method, tet_lambda, T, lr, batch_size, seed."""
+def population_cells(design: PopulationDesign) -> list[dict]:
+    """Every population run: ``cell`` (its folder), loss, method, tet_lambda, lr, batch_size,
+    seed."""
     cells = []
-    for (method, lamb), T, lr, batch, seed in itertools.product(
-        scale.losses, scale.T, scale.lr, scale.batch_size, range(scale.population_seeds)
+    for (method, lamb), lr, batch, seed in itertools.product(
+        design.losses, design.lr, design.batch_size, range(design.seeds)
     ):
-        loss = f"{method}" if method == "sdt" else f"tet{lamb:g}"
-        cell = f"{loss}-T{T}-lr{lr:g}-b{batch}"
+        loss = "sdt" if method == "sdt" else f"tet{lamb:g}"
         cells.append(
             {
-                "cell": cell,
+                "cell": f"{loss}-lr{lr:g}-b{batch}",
                 "loss": loss,
                 "method": method,
                 "tet_lambda": lamb,
-                "T": T,
                 "lr": lr,
                 "batch_size": batch,
                 "seed": seed,
@@ -216,67 +422,120 @@ def population_cells(scale: StudyScale) -> list[dict]:
 
 def population_jobs(root: Path, scale: StudyScale, data_root: str) -> list[Job]:
     """One training job per population run (under ``root/population/<cell>``)."""
-    jobs = []
-    for c in population_cells(scale):
+    design, jobs = scale.population, []
+    if design is None:
+        return jobs
+    for c in population_cells(design):
         out = root / "population" / c["cell"]
-        argv = [
-            "--config",
-            str(MNIST1D_CONFIG),
-            "--method",
-            c["method"],
-            "--tet-lambda",
-            str(c["tet_lambda"]),
-            "--T",
-            str(c["T"]),
-            "--lr",
-            str(c["lr"]),
-            "--batch-size",
-            str(c["batch_size"]),
-            "--seeds",
-            str(c["seed"]),
-            "--epochs",
-            str(scale.population_epochs),
-            "--no-gradient-stats",
-            "--out",
-            str(out),
-            "--data-root",
-            data_root,
-        ]
+        argv = ["--config", CONFIGS / "mnist1d.json", "--method", c["method"]]
+        argv += ["--tet-lambda", c["tet_lambda"], "--lr", c["lr"], "--batch-size", c["batch_size"]]
+        argv += ["--seeds", c["seed"], "--epochs", design.epoch_cap, "--no-gradient-stats"]
+        argv += ["--mnist1d-seed", 2000 + c["seed"], "--mnist1d-test-samples", scale.test_samples]
+        argv += ["--test-every", "1000", "--out", out, "--data-root", data_root]
+        if design.stop_at_train_loss is not None:
+            argv += ["--stop-at-train-loss", design.stop_at_train_loss]
         if scale.mnist1d_samples:
-            argv += ["--mnist1d-samples", str(scale.mnist1d_samples)]
+            argv += ["--mnist1d-samples", scale.mnist1d_samples]
         done = out / f"seed{c['seed']}.done"
         name = f"train population {c['cell']} seed {c['seed']}"
         jobs.append(Job(name, _train(argv, scale), (done,), marker=done))
     return jobs
 
 
-def flatness_stage(root: Path, scale: StudyScale) -> list[Job]:
-    """The flatness of every final checkpoint: per benchmark with the per-step losses (6
-    checkpoints a job), the population without (12 a job); run after training."""
-    jobs = []
-    for group, per_step in (*((b, True) for b in scale.benchmarks), ("population", False)):
-        checkpoints = sorted((root / group).rglob("last.pt"))
-        out = root / "flatness" / group
-        jobs += flatness_jobs(group, checkpoints, out, scale, per_step, 6 if per_step else 12)
-    return jobs
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("last.pt"))
 
 
-def flatness_jobs(
-    group: str, checkpoints: list[Path], out: Path, scale: StudyScale, per_step: bool, chunk: int
-) -> list[Job]:
-    """``analysis/flatness.py`` over ``checkpoints`` in chunks (``out/part<k>/flatness.csv``)."""
+def _pair_of(path: Path) -> int:
+    """The seed of a paired run's folder (``...-seed<s>``)."""
+    return int(path.parent.name.rsplit("seed", 1)[1])
+
+
+def flatness_jobs(root: Path, name: str, scale: StudyScale) -> list[Job]:
+    """``analysis/flatness.py`` of each pair's two checkpoints, data subset and probes seeded by
+    the pair (``root/flatness/<name>/pair<s>/flatness.csv``); run after training."""
+    by_pair: dict[int, list[Path]] = {}
+    for path in _checkpoints(root / name):
+        by_pair.setdefault(_pair_of(path), []).append(path)
     jobs = []
-    for k in range(0, len(checkpoints), chunk):
-        folder = out / f"part{k // chunk:03d}"
+    for pair, paths in sorted(by_pair.items()):
+        folder = root / "flatness" / name / f"pair{pair:03d}"
         line = command_line(
             "analysis/flatness.py",
-            *checkpoints[k : k + chunk],
+            *paths,
             "--out",
             folder,
             "--overwrite",
             "--quiet",
-            "--per-step" if per_step else "--no-per-step",
+            "--data-seed",
+            pair,
+            "--probe-seed",
+            pair,
             *scale.flatness,
         )
-        jobs.append(Job(f"flatness {group} part {k // chunk}", (line,), (folder / "flatness.csv",)))
+        jobs.append(Job(f"flatness {name} pair {pair}", (line,), (folder / "flatness.csv",)))
+    return jobs
+
+
+def met_criterion(run: Path) -> bool:
+    """Whether a finished run met its stopping criterion (``stop_at_train_loss``; always, without
+    one): its last train-split L_SDT (eval mode) is at or below the threshold."""
+    threshold = json.loads((run / "config.json").read_text()).get("stop_at_train_loss") or None
+    if threshold is None:
+        return True
+    with open(run / "metrics.csv", newline="") as handle:
+        last = list(csv.DictReader(handle))[-1]
+    return float(last["train_eval_l_sdt"]) <= threshold
+
+
+def population_flatness_jobs(root: Path, scale: StudyScale, chunk: int = 6) -> list[Job]:
+    """The flatness of the population runs that met the stopping criterion (the others are left
+    out of the analysis), in chunks of ``chunk`` checkpoints, with the population's cheaper
+    settings and probe seed 0 for every run (common random numbers across the grid)."""
+    paths = [p for p in _checkpoints(root / "population") if met_criterion(p.parent)]
+    jobs = []
+    for k in range(0, len(paths), chunk):
+        folder = root / "flatness" / "population" / f"part{k // chunk:03d}"
+        line = command_line(
+            "analysis/flatness.py",
+            *paths[k : k + chunk],
+            "--out",
+            folder,
+            "--overwrite",
+            "--quiet",
+            *scale.population_flatness,
+        )
+        name = f"flatness population part {k // chunk}"
+        jobs.append(Job(name, (line,), (folder / "flatness.csv",)))
+    return jobs
+
+
+def subset_jobs(root: Path, scale: StudyScale) -> list[Job]:
+    """The subset check: :data:`SUBSET_PAIRS`' checkpoints of ``mnist1d`` again on each disjoint
+    subset of :data:`SUBSET_CHUNKS` (no per-step losses; the pair's probes)."""
+    jobs = []
+    paths = [p for p in _checkpoints(root / "mnist1d") if _pair_of(p) in SUBSET_PAIRS]
+    for chunk, pair in itertools.product(SUBSET_CHUNKS, SUBSET_PAIRS):
+        mine = [p for p in paths if _pair_of(p) == pair]
+        if not mine:
+            continue
+        folder = root / "flatness" / "subsets" / f"pair{pair:03d}-chunk{chunk}"
+        line = command_line(
+            "analysis/flatness.py",
+            *mine,
+            "--out",
+            folder,
+            "--overwrite",
+            "--quiet",
+            "--data-seed",
+            pair,
+            "--probe-seed",
+            pair,
+            *scale.flatness,
+            "--no-per-step",
+            "--data-chunk",
+            chunk,
+        )
+        name = f"flatness subsets pair {pair} chunk {chunk}"
+        jobs.append(Job(name, (line,), (folder / "flatness.csv",)))
     return jobs

@@ -1,10 +1,11 @@
-"""STUDY.md and its figures and tables, from the study's saved artifacts.
+"""STUDY.md, its figures and its CSVs, from the study's saved artifacts.
 
-:func:`write_study` reads the runs and flatness tables (:mod:`analysis.evidence.study_tables`),
-draws the figures (:mod:`analysis.plots.study`) and writes STUDY.md; :func:`render` turns the
-per-benchmark paired tables, the population table and the settings into Markdown, where every
-sentence is a template filled by numbers; :func:`summary` writes the short summary from counts
-of verdicts and the sign and size of Kendall's tau, never from hand-written conclusions.
+:func:`write_study` collects the runs (:func:`analysis.evidence.study_tables.collect_runs`),
+writes them to ``study_runs.csv`` and every table computed from them
+(:func:`~analysis.evidence.study_tables.build_tables`), draws the figures
+(:mod:`analysis.plots.study`), records the settings in ``study_settings.json`` and writes
+STUDY.md with :func:`render`, a function of those files alone: every sentence is a template filled
+by numbers, so a test recomputes STUDY.md from the committed CSVs.
 """
 
 from __future__ import annotations
@@ -19,208 +20,439 @@ from analysis.evidence import study_tables
 from analysis.evidence.claims import PAIRED_RULE
 from analysis.evidence.study_design import (
     BENCHMARKS,
+    DESIGN_COMMITTED,
+    DESIGN_VERSION,
     MARGINS,
+    MULTIPLICITY_METHOD,
+    NOISE_SHARE,
+    PRIMARY_BENCHMARK,
+    PRIMARY_ENDPOINTS,
     SCALES,
     StudyScale,
     population_cells,
 )
+from analysis.pipeline.jobs import REPO
 from analysis.plots import study as plots_study
 from analysis.plots.style import save_figure, save_table
 from toolkit.io import atomic_write_text
 
 __all__ = [
+    "FILES",
+    "ONE_DRAW",
     "write_study",
+    "read_tables",
+    "read_one_draw",
     "render",
     "summary",
-    "paired_markdown",
-    "population_markdown",
     "MNIST1D_REFERENCES",
-    "settings_lines",
-    "reference_lines",
-    "scale_banner",
 ]
+
+FILES = {
+    "runs": "study_runs.csv",
+    "differences": "study_differences.csv",
+    "paired": "study_paired.csv",
+    "population": "study_population.csv",
+    "subset_runs": "study_subset_runs.csv",
+    "subsets": "study_subsets.csv",
+    "settings": "study_settings.json",
+}
+ONE_DRAW = REPO / "figures" / "study_one_draw.csv"
+"""Issue 12's paired table (one MNIST-1D draw, one test set, 10 seeds; digits one split), frozen
+as the comparison row of every study report."""
+
+MNIST1D_REFERENCES = {"logistic regression": 32, "MLP": 68, "CNN": 94, "GRU": 91, "human": 96}
+"""Published test accuracies (%) on MNIST-1D's default split (Greydanus & Kobak, ICML 2024)."""
 
 
 def _number(value) -> str:
-    return "n/a" if value != value else f"{value:.4g}"
+    return "n/a" if value != value or value is None else f"{value:.4g}"
 
 
-def paired_markdown(table: pd.DataFrame) -> list[str]:
-    """The paired claims table: mean difference, 95 % CI, p, δ and verdict per metric."""
-    if table.empty:
-        return ["(no paired runs at this scale)"]
+def _p(value) -> str:
+    return "n/a" if value != value else f"{value:.3g}"
+
+
+def _points(value) -> str:
+    return "n/a" if value != value else f"{100 * value:+.2f}"
+
+
+# --- tables ---
+
+
+def paired_markdown(table: pd.DataFrame, family: str) -> list[str]:
+    """One family's rows: means, difference, 95 % CI, raw and adjusted p, δ, noise, verdict."""
+    rows = table[table.family == family]
+    if rows.empty:
+        return ["(none)"]
     lines = [
-        "| metric | claim | n | SDT mean | TET mean | TET - SDT | 95 % CI | p | δ | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| metric | claim | n | SDT mean | TET mean | TET - SDT | 95 % CI | p | adjusted p | δ "
+        "| noise share | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, r in table.iterrows():
+    for _, r in rows.iterrows():
+        flag = " ⚑" if r.noise_flag else ""
+        unconverged = f" ({r.unconverged} unconverged)" if r.unconverged else ""
         lines.append(
             f"| {r.metric} | {r.claim} | {r.n} | {_number(r.sdt_mean)} | "
             f"{_number(r.tet_mean)} | {_number(r.mean_difference)} | "
-            f"[{_number(r.ci_low)}, {_number(r.ci_high)}] | {_number(r.p_value)} | "
-            f"{_number(r.delta)} ({r.delta_rule}) | **{r.verdict}** |"
+            f"[{_number(r.ci_low)}, {_number(r.ci_high)}] | {_p(r.p_value)} | "
+            f"{_p(r.p_adjusted)} | {_number(r.delta)} | {_number(r.noise_share)}{flag} | "
+            f"**{r.verdict}**{unconverged} |"
+        )
+    return lines
+
+
+def one_draw_markdown(table: pd.DataFrame, one_draw: pd.DataFrame) -> list[str]:
+    """This study's primary endpoints next to issue 12's one-draw, one-test-set result."""
+    lines = [
+        "| benchmark | metric | this study: TET - SDT [95 % CI], verdict | one draw, one test set "
+        "(issue 12): TET - SDT [95 % CI], verdict |",
+        "|---|---|---|---|",
+    ]
+    for _, r in table[table.family == "primary"].iterrows():
+        old = one_draw[(one_draw.benchmark == r.benchmark) & (one_draw.metric == r.metric)]
+        then = "not measured"
+        if not old.empty:
+            o = old.iloc[0]
+            then = (
+                f"{_number(o.mean_difference)} [{_number(o.ci_low)}, {_number(o.ci_high)}], "
+                f"{o.verdict} (n {o.n})"
+            )
+        lines.append(
+            f"| {r.benchmark} | {r.metric} | {_number(r.mean_difference)} "
+            f"[{_number(r.ci_low)}, {_number(r.ci_high)}], {r.verdict} (n {r.n}) | {then} |"
         )
     return lines
 
 
 def population_markdown(table: pd.DataFrame) -> list[str]:
-    """Kendall's tau, granulated psi and tau per axis for every measure."""
+    """Kendall's tau, psi and tau per axis, with permutation p-values and group counts."""
     if table.empty:
         return ["(no population at this scale)"]
-    axes = [c for c in table.columns if c.startswith("tau_")]
-    lines = [
-        "| measure | tau | p (tau = 0) | psi | " + " | ".join(axes) + " |",
-        "|---" * (4 + len(axes)) + "|",
-    ]
+    axes = [c[4:] for c in table.columns if c.startswith("tau_")]
+    header = "| metric | runs | tau | p (perm.) | psi | p (perm.) | "
+    header += " | ".join(f"tau {a} (groups)" for a in axes) + " |"
+    lines = [header, "|---" * (6 + len(axes)) + "|"]
     for _, r in table.iterrows():
-        cells = [_number(r[c]) for c in ("tau", "p_value", "psi", *axes)]
-        lines.append(f"| {r.measure} | " + " | ".join(cells) + " |")
+        cells = [f"{_number(r[f'tau_{a}'])} ({r[f'groups_{a}']})" for a in axes]
+        lines.append(
+            f"| {r.metric} | {r.num_runs} | {_number(r.tau)} | {_p(r.p_tau)} | {_number(r.psi)} "
+            f"| {_p(r.p_psi)} | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
-def summary(paired: dict[str, pd.DataFrame], population: pd.DataFrame) -> list[str]:
-    """Counts of verdicts per benchmark and the strongest population correlations (templates)."""
+def subset_markdown(table: pd.DataFrame) -> list[str]:
+    """Subset-to-subset against seed-to-seed spread."""
+    if table.empty:
+        return ["(no subset check at this scale)"]
+    lines = [
+        "| metric | checkpoints | subsets | SD over subsets | SD over seeds | SD of paired "
+        "differences | subsets / seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.metric} | {r.checkpoints} | {r.subsets} | {_number(r.subset_sd)} | "
+            f"{_number(r.seed_sd)} | {_number(r.difference_sd)} | {_number(r.subset_over_seed)} |"
+        )
+    return lines
+
+
+# --- summary ---
+
+
+def _claim_line(r, one_draw: pd.DataFrame, table: pd.DataFrame) -> str:
+    """One claim: verdict, the deciding p, the effect with its interval, the one-draw verdict."""
+    deciding = r.p_adjusted if r.family == "secondary" else r.p_value
+    kind = "adjusted p" if r.family == "secondary" else "p"
+    effect = (
+        f"{_points(r.mean_difference)} points [{_points(r.ci_low)}, {_points(r.ci_high)}]"
+        if r.metric in ("test_acc", "acc_gap")
+        else f"{_number(r.mean_difference)} [{_number(r.ci_low)}, {_number(r.ci_high)}]"
+    )
+    old = one_draw[(one_draw.benchmark == r.benchmark) & (one_draw.metric == r.metric)]
+    then = f"; one draw, one test set: {old.iloc[0].verdict}" if not old.empty else ""
+    line = f"  - {r.metric} ({r.claim}): **{r.verdict}**, {kind} {_p(deciding)}, "
+    line += f"TET - SDT {effect}{then}"
+    if r.metric == "acc_gap" and r.mean_difference < 0:
+        train = table[table.metric == "train_acc"]
+        if not train.empty and train.iloc[0].mean_difference < 0:
+            t = train.iloc[0]
+            line += (
+                f". Caveat: TET's train accuracy is lower by {_points(-t.mean_difference)[1:]} "
+                f"points [{_points(-t.ci_high)[1:]}, {_points(-t.ci_low)[1:]}], so part of the "
+                "smaller gap is weaker fitting"
+            )
+    return line + "."
+
+
+def _survivors(table: pd.DataFrame) -> list[str]:
+    """Which resolved ascent verdicts keep their verdict with the first-order term removed."""
     lines = []
-    for benchmark, table in paired.items():
+    for _, r in table[table.metric.str.contains("-linear/")].iterrows():
+        base = table[table.metric == r.metric.replace("-linear/", "/")]
+        if base.empty or base.iloc[0].verdict not in ("holds", "opposite"):
+            continue
+        kept = "survives" if r.verdict == base.iloc[0].verdict else f"becomes {r.verdict}"
+        lines.append(f"{base.iloc[0].metric} ({base.iloc[0].verdict}) {kept}")
+    return lines
+
+
+def _radius_ordering(table: pd.DataFrame) -> list[str]:
+    """Per loss: the sign of TET - SDT of the adaptive worst case at every radius."""
+    lines = []
+    for loss in ("l_sdt", "l_tet"):
+        rows = table[table.metric.str.match(rf"^adaptive_worst(@[0-9.]+)?/{loss}$")]
+        if len(rows) < 2:
+            continue
+        signs = {
+            r.metric: ("TET lower" if r.mean_difference < 0 else "TET higher")
+            for _, r in rows.iterrows()
+        }
+        same = "the same at every radius" if len(set(signs.values())) == 1 else "NOT the same"
+        detail = ", ".join(f"{m.split('/')[0]}: {s}" for m, s in signs.items())
+        lines.append(f"{loss}: ordering {same} ({detail})")
+    return lines
+
+
+def summary(tables: study_tables.StudyTables, one_draw: pd.DataFrame, settings: dict) -> list[str]:
+    """Per benchmark and claim what a reader needs, then the population, all from the tables."""
+    paired, lines = tables.paired, []
+    for benchmark in settings.get("benchmarks", []):
+        table = paired[paired.benchmark == benchmark] if not paired.empty else paired
         if table.empty:
             continue
-        counts = table.verdict.value_counts().to_dict()
-        flat = table[table.metric.str.contains("/l_")]
-        held = sorted(flat[flat.verdict == "holds"].metric)
-        opposite = sorted(flat[flat.verdict == "opposite"].metric)
+        n = int(table.n.max())
+        lines.append(f"- **{benchmark}** ({n} pairs; primary endpoints at 5 % each):")
+        for _, r in table[table.family == "primary"].iterrows():
+            lines.append(_claim_line(r, one_draw, table))
+        secondary = table[table.family == "secondary"]
+        counts = secondary.verdict.value_counts().to_dict()
+        held = sorted(secondary[secondary.verdict == "holds"].metric)
+        opposite = sorted(secondary[secondary.verdict == "opposite"].metric)
         lines.append(
-            f"- {benchmark}: {len(table)} paired metrics; verdicts "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-            + f". Flatness measures where 'TET lower' holds: {held or 'none'}; where the "
-            f"opposite holds (TET sharper): {opposite or 'none'}."
+            f"  - {len(secondary)} secondary metrics (Westfall-Young adjusted): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            + f". TET lower: {', '.join(held) or 'none'}; TET higher (opposite): "
+            f"{', '.join(opposite) or 'none'}."
         )
-        for metric in ("test_acc", "acc_gap"):
-            row = table[table.metric == metric]
-            if not row.empty:
-                r = row.iloc[0]
-                lines.append(
-                    f"  - {metric}: TET - SDT = {_number(r.mean_difference)} "
-                    f"(95 % CI [{_number(r.ci_low)}, {_number(r.ci_high)}]), "
-                    f"verdict {r.verdict}."
-                )
+        survivors = _survivors(table)
+        if survivors:
+            lines.append("  - Linear term removed: " + "; ".join(survivors) + ".")
+        ordering = _radius_ordering(table)
+        if ordering:
+            lines.append("  - Adaptive worst case over radii: " + "; ".join(ordering) + ".")
+        flagged = sorted(table[table.noise_flag].metric)
+        lines.append(
+            f"  - Estimator noise above {NOISE_SHARE:g} of the paired spread: "
+            f"{', '.join(flagged) or 'none'}."
+        )
+    population = tables.population
     if not population.empty:
+        counts = settings.get("population_counts", {})
+        lines.append(
+            f"- **population**: {counts.get('met', 'n/a')} of {counts.get('runs', 'n/a')} runs "
+            f"met the stopping criterion; tau > 0 (flatter minimum, smaller gap) for "
+            f"{int((population.tau > 0).sum())} of {len(population)} metrics; "
+            f"{int((population.p_tau < 0.05).sum())} with permutation p < 0.05 (read p as a scale: "
+            "the runs share seeds, draws and a grid)."
+        )
         ranked = population.dropna(subset=["tau"]).sort_values("tau", key=abs, ascending=False)
         for _, r in ranked.head(3).iterrows():
             lines.append(
-                f"- population: {r.measure} has tau {_number(r.tau)} (p "
-                f"{_number(r.p_value)}) and psi {_number(r.psi)} with the {r.gap} over "
-                f"{r.num_runs} runs."
+                f"  - {r.metric}: tau {_number(r.tau)} (permutation p {_p(r.p_tau)}), psi "
+                f"{_number(r.psi)} (p {_p(r.p_psi)}) over {r.num_runs} runs."
             )
-        positive = int((population.tau > 0).sum())
+    subsets = tables.subsets
+    if not subsets.empty:
+        ratio = subsets.subset_over_seed
         lines.append(
-            f"- population: {positive} of {len(population)} measures have tau > 0 "
-            "(flatter minimum, smaller gap)."
+            f"- **subsets**: on {int(subsets.checkpoints.max())} MNIST-1D checkpoints, the spread "
+            f"over {int(subsets.subsets.min())} disjoint training subsets is "
+            f"{_number(ratio.min())}-{_number(ratio.max())} times the spread over seeds "
+            f"(median {_number(ratio.median())})."
         )
     return lines or ["- no results yet"]
 
 
-MNIST1D_REFERENCES = {"logistic regression": 32, "MLP": 68, "CNN": 94, "GRU": 91, "human": 96}
-"""Published test accuracies (%) on MNIST-1D's default split (Greydanus & Kobak, ICML 2024)."""
-
-PROTOCOL = (
-    "Settings were fixed before any verdict was looked at: the MNIST-1D training setting by the "
-    "protocol in `configs/README.md` (committed before its selection runs, which never compared "
-    "SDT with TET), the digits setting is the training default, and the study design and every "
-    "margin δ are code in `analysis/evidence/study_design.py`, committed before the full study "
-    "first ran."
-)
+# --- the document ---
 
 
 def scale_banner(settings: dict) -> list[str]:
     """One paragraph saying how much this run is; a reduced run says that it is reduced."""
-    benchmarks = " and ".join(settings.get("benchmarks", BENCHMARKS))
+    pairs = ", ".join(f"{b} {n}" for b, n in settings["pairs"].items())
     text = (
-        f"Scale `{settings['scale']}`: {settings['seeds']} paired seeds per method on "
-        f"{benchmarks}, {settings['population_runs']} population runs on "
-        "MNIST-1D."
+        f"Scale `{settings['scale']}`: paired seeds per benchmark {pairs}; "
+        f"{settings.get('population_counts', {}).get('runs', 0)} population runs on MNIST-1D."
     )
     if settings["scale"] != "full":
         full = SCALES["full"]
         text += (
-            " This is a reduced run with fewer seeds and epochs than the full study "
-            f"({full.seeds} seeds on {' and '.join(full.benchmarks)} at the committed "
-            f"settings, {len(population_cells(full))} population runs: `make study`), so its "
-            "verdicts are weaker and, below 6 seeds, never more than 'inconclusive' or "
-            "'equivalent'; `figures/STUDY.md` holds the full study."
+            " This is a reduced run (fewer pairs and epochs, cheaper flatness settings) than the "
+            f"full study ({', '.join(f'{b} {n}' for b, n in full.pairs.items())} pairs, "
+            f"{len(population_cells(full.population))} population runs: `make study`), so its "
+            "verdicts are weaker; `figures/STUDY.md` holds the full study."
         )
     return [text]
 
 
-def reference_lines(paired: dict) -> list[str]:
-    """Where the SNNs land on MNIST-1D next to the published ANN reference points."""
-    table = paired.get("mnist1d")
-    if table is None or table.empty or "test_acc" not in set(table.metric):
+def design_lines(settings: dict) -> list[str]:
+    """What was fixed in advance, and when."""
+    endpoints = ", ".join(f"`{e}`" for e in PRIMARY_ENDPOINTS)
+    return [
+        "## Design (fixed before the first full run)",
+        "",
+        f"Design version {DESIGN_VERSION}, committed on {DESIGN_COMMITTED} in "
+        "`analysis/evidence/study_design.py` (benchmarks, pairs, data per pair, primary endpoints, "
+        "multiplicity method, noise rule, population grid, flatness settings) and "
+        "`configs/README.md` (the temporal benchmark's settings and the population's stopping "
+        "criterion, each by a protocol committed before its selection or pilot runs), before the "
+        "first full run of this version; the git history shows the order. Margins δ are issue "
+        "12's, unchanged.",
+        "",
+        "- Data: every pair trains on its own data (digits: its own stratified split; MNIST-1D: "
+        "its own generated draw) and MNIST-1D runs are scored on one common test set of "
+        f"{settings.get('test_samples', 'n/a')} samples generated with a seed used for nothing "
+        "else, so intervals and p-values cover seeds and data.",
+        f"- Primary endpoints per benchmark: {endpoints}, each decided at 5 % by its own "
+        "sign-flip p-value (each is its own claim of the paper; the docstring of "
+        "`study_design.py` says why this flatness measure).",
+        "- Every other metric with a claim is secondary: Westfall-Young "
+        f"`{MULTIPLICITY_METHOD}` adjusted p-values over the benchmark's secondary family under "
+        "the joint sign-flip distribution (one sign per pair, shared by all metrics); verdicts use "
+        "the adjusted p, equivalence a Bonferroni TOST interval.",
+        f"- Noise share: RMS measurement error of a paired difference (estimator standard error, "
+        f"or the test set's binomial error) over the SD of the paired differences; ⚑ above "
+        f"{NOISE_SHARE:g}. n/a: the estimator reports no standard error (Lanczos reports "
+        "convergence; an ascent is a lower bound).",
+        "- `<measure>-linear` = value minus its first-order part (the increase a linear loss "
+        "would give): at a point that is not a minimum of the loss (SDT's checkpoint under L_TET, "
+        "TET's under L_SDT) a worst-case sharpness contains it.",
+    ]
+
+
+def stage_lines(settings: dict) -> list[str]:
+    """Measured wall time of each stage."""
+    seconds = settings.get("stage_seconds", {})
+    if not seconds:
         return []
-    row = table[table.metric == "test_acc"].iloc[0]
+    lines = ["## Time per stage (2 cores, measured)", "", "| stage | wall time |", "|---|---|"]
+    lines += [f"| {stage} | {value / 60:.1f} min |" for stage, value in seconds.items()]
+    return lines + [f"| total | {sum(seconds.values()) / 60:.1f} min |", ""]
+
+
+def settings_lines(settings: dict) -> list[str]:
+    """Every setting recorded in ``study_settings.json``."""
+    lines = ["## Settings", "", "```"]
+    for key, value in settings.items():
+        if key in ("configs", "flatness", "population_flatness"):
+            continue
+        lines.append(f"{key}: {value}")
+    for benchmark, config in settings.get("configs", {}).items():
+        lines += ["```", "", f"Training, {benchmark} (every run; seed and data vary):", "", "```"]
+        lines += [f"{key}: {value}" for key, value in config.items()]
+    for name in ("flatness", "population_flatness"):
+        if settings.get(name):
+            lines += ["```", "", f"{name} (`analysis/flatness.py`):", "", "```"]
+            lines += [f"{key}: {value}" for key, value in settings[name].items()]
+    return lines + ["```"]
+
+
+def reference_lines(paired: pd.DataFrame) -> list[str]:
+    """Where the SNNs land on MNIST-1D next to the published ANN reference points."""
+    if paired.empty:
+        return []
+    row = paired[(paired.benchmark == PRIMARY_BENCHMARK) & (paired.metric == "test_acc")]
+    if row.empty:
+        return []
+    r = row.iloc[0]
     references = ", ".join(f"{name} {value} %" for name, value in MNIST1D_REFERENCES.items())
     return [
-        f"MNIST-1D test accuracy, mean over {row.n} seeds: SDT {100 * row.sdt_mean:.1f} %, "
-        f"TET {100 * row.tet_mean:.1f} %. Published references on the same default split "
+        f"MNIST-1D (static) test accuracy, mean over {r.n} pairs: SDT {100 * r.sdt_mean:.1f} %, "
+        f"TET {100 * r.tet_mean:.1f} %. Published references on the default split "
         f"(Greydanus & Kobak 2024): {references}.",
         "",
     ]
 
 
-def settings_lines(settings: dict, configs: dict, flatness: dict) -> list[str]:
-    """Every setting: the study scale, each benchmark's training config, the flatness settings."""
-    lines = ["## Settings", "", PROTOCOL, "", "Study:", "", "```"]
-    lines += [f"{key}: {value}" for key, value in settings.items()]
-    for benchmark, config in configs.items():
-        lines += ["```", "", f"Training, {benchmark} (every run; seed and method vary):", "", "```"]
-        lines += [f"{key}: {value}" for key, value in config.items()]
-    if flatness:
-        lines += ["```", "", "Flatness (`analysis/flatness.py`, every checkpoint):", "", "```"]
-        lines += [f"{key}: {value}" for key, value in flatness.items()]
-    return lines + ["```"]
-
-
 def render(
-    paired: dict,
-    population: pd.DataFrame,
-    settings: dict,
-    figures: list[str],
-    configs: dict | None = None,
-    flatness: dict | None = None,
+    tables: study_tables.StudyTables, one_draw: pd.DataFrame, settings: dict, figures: list[str]
 ) -> str:
-    """The whole STUDY.md."""
+    """The whole STUDY.md from the tables (:func:`read_tables`) and the recorded settings."""
+    paired = tables.paired
     lines = [
         "# Evidence study: does TET find flatter minima, and does flatness predict generalization?",
         "",
-        "Generated by `python analysis/study.py` from the saved runs and flatness tables; "
-        "every number and verdict below is computed, none is written by hand.",
+        "Generated by `python analysis/study.py` from the saved runs; every number and verdict "
+        "below is computed from the CSVs next to this file (`study_runs.csv` → "
+        "`study_differences.csv` → `study_paired.csv`), none is written by hand, and a test "
+        "recomputes this file from them.",
         "",
         *scale_banner(settings),
         "",
         "## Summary (filled from the numbers)",
         "",
-        *summary(paired, population),
+        *summary(tables, one_draw, settings),
         "",
         *reference_lines(paired),
+        *design_lines(settings),
+        "",
         f"## Paired rule\n\n{PAIRED_RULE}.",
         "",
-        "Margins δ (fixed before any result):",
+        "Margins δ (fixed before any result, issue 12):",
         "",
     ]
     for name, margin in MARGINS.items():
         kind = "x |mean of SDT over seeds|" if margin.relative else "absolute"
         lines.append(f"- {name}: {margin.value:g} ({kind}): {margin.reason}")
-    for benchmark, table in paired.items():
-        lines += ["", f"## Paired claims: {benchmark}", "", *paired_markdown(table)]
+    for benchmark in settings.get("benchmarks", []):
+        table = paired[paired.benchmark == benchmark] if not paired.empty else paired
+        if table.empty:
+            continue
+        description = BENCHMARKS[benchmark].description
+        lines += ["", f"## Paired claims: {benchmark} ({description})", ""]
+        for family in ("primary", "secondary", "descriptive"):
+            lines += [f"{family.capitalize()}:", "", *paired_markdown(table, family), ""]
+    if not paired.empty and not one_draw.empty:
+        lines += [
+            "## Comparison row: one draw, one test set (issue 12)",
+            "",
+            "Issue 12's study trained every MNIST-1D run on one draw and scored it on one "
+            "1,000-sample test set (digits: one split), 10 seeds, flatness on 256 samples; its "
+            "intervals covered seeds only.",
+            "",
+            *one_draw_markdown(paired, one_draw),
+            "",
+        ]
     lines += [
+        "## Subset-to-subset spread of the flatness measures",
         "",
-        "## Population on MNIST-1D: Kendall tau with the generalization gap",
+        *subset_markdown(tables.subsets),
         "",
-        *population_markdown(population),
+        "## Population on MNIST-1D: flatness against the generalization gap",
         "",
+        "Every run trained to the common stopping criterion (train-split L_SDT, eval mode; "
+        f"threshold {settings.get('stop_at_train_loss', 'n/a')}, cap "
+        f"{settings.get('epoch_cap', 'n/a')} epochs); runs that did not meet it are left out "
+        f"({settings.get('population_counts', {}).get('excluded', [])}). `tet@0.05`: L_TET at "
+        "λ 0.05 for every run; `l_tet`: at each run's own λ. p-values from 2,000 permutations of "
+        "the gap (seed 0); the runs share seeds, draws and a grid, so read p as a scale, not as "
+        "a test of independent samples.",
+        "",
+        *population_markdown(tables.population),
+        "",
+        *stage_lines(settings),
+        *settings_lines(settings),
+        "",
+        "## Figures",
+        "",
+        *[f"![{name}]({name}.png)" for name in figures],
     ]
-    lines += settings_lines(settings, configs or {}, flatness or {})
-    lines += ["", "## Figures", "", *[f"![{name}]({name}.png)" for name in figures]]
     return "\n".join(lines) + "\n"
+
+
+# --- files ---
 
 
 def _save(figure_and_data, figures: Path, name: str) -> str:
@@ -230,24 +462,8 @@ def _save(figure_and_data, figures: Path, name: str) -> str:
     return name
 
 
-def _tables(root: Path, benchmarks: tuple[str, ...]):
-    paired, frames = {}, {}
-    for benchmark in benchmarks:
-        frame = study_tables.wide_frame(
-            study_tables.run_frame(root / benchmark),
-            study_tables.flatness_frame(root / "flatness" / benchmark),
-        )
-        frames[benchmark] = frame
-        table = study_tables.paired_table(frame) if not frame.empty else pd.DataFrame()
-        paired[benchmark] = table.assign(benchmark=benchmark) if not table.empty else table
-    population = study_tables.wide_frame(
-        study_tables.run_frame(root / "population"),
-        study_tables.flatness_frame(root / "flatness" / "population"),
-    )
-    return paired, frames, population
-
-
-_PER_RUN = ("seed", "method", "data_root", "device", "init_from", "switch_to_tet_at")
+_PER_RUN = ("seed", "data_root", "device", "init_from", "switch_to_tet_at", "mnist1d_seed")
+_PER_RUN += ("digits_split_seed", "method")
 
 
 def _training_settings(folder: Path) -> dict:
@@ -260,45 +476,101 @@ def _training_settings(folder: Path) -> dict:
 
 
 def _flatness_settings(folder: Path) -> dict:
-    """The settings ``analysis/flatness.py`` recorded (the same for every part)."""
-    found = sorted(folder.glob("*/part*/flatness.json"))
-    return json.loads(found[0].read_text())["settings"] if found else {}
+    """The settings ``analysis/flatness.py`` recorded in the first part under ``folder``, less
+    the seeds that vary per pair."""
+    found = sorted(folder.rglob("flatness.json"))
+    if not found:
+        return {}
+    settings = json.loads(found[0].read_text())["settings"]
+    return {k: v for k, v in settings.items() if k not in ("data_seed", "probe_seed")}
 
 
-def write_study(root: Path, figures: Path, scale: StudyScale) -> list[str]:
-    """Tables, figures and STUDY.md from the saved artifacts; returns the figure names."""
-    paired, frames, population = _tables(root, scale.benchmarks)
-    taus = study_tables.population_table(population)
+def read_one_draw() -> pd.DataFrame:
+    """The frozen one-draw table (an empty one with its columns if missing)."""
+    if ONE_DRAW.exists():
+        return pd.read_csv(ONE_DRAW)
+    return pd.DataFrame(
+        columns=["benchmark", "metric", "n", "mean_difference", "ci_low", "ci_high", "verdict"]
+    )
+
+
+def read_tables(figures: Path) -> tuple[study_tables.StudyTables, dict]:
+    """``(tables, settings)`` recomputed from ``study_runs.csv`` and ``study_subset_runs.csv``."""
+    settings = json.loads((figures / FILES["settings"]).read_text())
+    runs = pd.read_csv(figures / FILES["runs"])
+    subset_path = figures / FILES["subset_runs"]
+    subsets = pd.read_csv(subset_path) if subset_path.exists() else pd.DataFrame()
+    built = study_tables.build_tables(runs, subsets, settings["benchmarks"])
+    return built, settings
+
+
+def write_study(
+    root: Path, figures: Path, scale: StudyScale, stage_seconds: dict | None = None
+) -> list[str]:
+    """Every CSV, figure and STUDY.md from the saved runs; returns the figure names."""
+    benchmarks = [b for b in BENCHMARKS if b in scale.pairs]
+    runs = study_tables.collect_runs(root, [*benchmarks, "population"])
+    subsets = study_tables.collect_subsets(root, runs)
     figures.mkdir(parents=True, exist_ok=True)
-    names = []
-    if not taus.empty:
-        names.append(_save(plots_study.tau_figure(taus), figures, "study_tau"))
-    steps = study_tables.per_step_frame(study_tables.flatness_frame(root / "flatness" / "mnist1d"))
-    if not steps.empty and steps.t.notna().any():
-        names.append(_save(plots_study.per_step_figure(steps), figures, "study_per_step"))
-    tables = [t for t in paired.values() if not t.empty]
-    if tables:
-        table = pd.concat(tables, ignore_index=True)
-        differences = pd.concat(
-            [
-                study_tables.paired_differences(frames[b], t).assign(benchmark=b)
-                for b, t in paired.items()
-                if not t.empty
-            ]
-        )
-        names.append(_save(plots_study.paired_figure(differences, table), figures, "study_paired"))
-        save_table(table, figures / "study_paired.csv", na_rep="nan")
-    if not taus.empty:
-        save_table(taus, figures / "study_population.csv", na_rep="nan")
+    save_table(runs, figures / FILES["runs"], na_rep="nan")
+    if not subsets.empty:
+        save_table(subsets, figures / FILES["subset_runs"], na_rep="nan")
+    population = runs[runs.group == "population"].drop_duplicates("run")
+    design = scale.population
     settings = {
         "scale": scale.name,
-        **{k: v for k, v in dataclasses.asdict(scale).items()},
-        "population_runs": len(population),
-        "paired_gap_definition": study_tables.__doc__.split("Generalization gap: ")[-1]
-        .strip()
-        .replace("\n", " "),
+        "design_version": DESIGN_VERSION,
+        "benchmarks": benchmarks,
+        "pairs": dict(scale.pairs),
+        "test_samples": scale.test_samples,
+        "stop_at_train_loss": design.stop_at_train_loss if design else None,
+        "epoch_cap": design.epoch_cap if design else None,
+        "population_counts": {
+            "runs": len(population),
+            "met": int(population.met_criterion.sum()) if len(population) else 0,
+            "excluded": sorted(population[~population.met_criterion].run)
+            if len(population)
+            else [],
+        },
+        "population_grid": dataclasses.asdict(design) if design else None,
+        "stage_seconds": stage_seconds or {},
+        "configs": {b: _training_settings(root / b) for b in benchmarks},
+        "flatness": _flatness_settings(root / "flatness" / PRIMARY_BENCHMARK),
+        "population_flatness": _flatness_settings(root / "flatness" / "population"),
     }
-    configs = {b: _training_settings(root / b) for b in scale.benchmarks}
-    text = render(paired, taus, settings, names, configs, _flatness_settings(root / "flatness"))
-    atomic_write_text(figures / "STUDY.md", text)
+    atomic_write_text(figures / FILES["settings"], json.dumps(settings, indent=1) + "\n")
+    tables, settings = read_tables(figures)
+    for key in ("differences", "paired", "population", "subsets"):
+        save_table(getattr(tables, key), figures / FILES[key], na_rep="nan")
+    one_draw = read_one_draw()
+    names = draw_figures(tables, one_draw, figures)
+    atomic_write_text(figures / "STUDY.md", render(tables, one_draw, settings, names))
+    return names
+
+
+def draw_figures(
+    tables: study_tables.StudyTables, one_draw: pd.DataFrame, figures: Path
+) -> list[str]:
+    """The study's figures (PNG, PDF and the plotted data as CSV); returns their names."""
+    names, paired, differences = [], tables.paired, tables.differences
+    if not paired.empty:
+        names.append(
+            _save(plots_study.forest_figure(differences, paired, one_draw), figures, "study_forest")
+        )
+        names.append(
+            _save(plots_study.heterogeneity_figure(paired), figures, "study_heterogeneity")
+        )
+        shown = paired[~paired.metric.str.contains("-linear|@", regex=True)]
+        scaled = differences.merge(shown[["benchmark", "metric", "delta"]])
+        scaled["scaled"] = scaled.difference / scaled.delta
+        names.append(_save(plots_study.paired_figure(scaled, shown), figures, "study_margins"))
+    for benchmark, name in (
+        ("mnist1d", "study_per_step"),
+        ("mnist1d_sequence", "study_per_step_sequence"),
+    ):
+        steps = study_tables.per_step_frame(tables.runs, benchmark)
+        if not steps.empty and steps.t.notna().any():
+            names.append(_save(plots_study.per_step_figure(steps, benchmark), figures, name))
+    if not tables.population.empty:
+        names.append(_save(plots_study.tau_figure(tables.population), figures, "study_tau"))
     return names

@@ -186,10 +186,11 @@ def analysis_stages(layout: RunLayout, scale: Scale = DEMO) -> list[Job]:
 def study_stage(layout: RunLayout, figures: Path, tiny: bool) -> Job:
     """The evidence study at a reduced scale (``make study`` runs it in full).
 
-    Demo scale: 4 paired seeds per method on MNIST-1D (10 epochs) and 8 population runs, against
-    10 seeds on both benchmarks (MNIST-1D at 20 epochs) and 72 runs in the full study; digits is
-    covered by the demo's own runs and REPORT.md. Its STUDY.md says so. Done when its runs say so:
-    ``figures/study-demo`` is committed, so it exists in a fresh clone.
+    Demo scale (``analysis.evidence.study_design.SCALES["demo"]``): 4 pairs on MNIST-1D static
+    (10 epochs, each pair on its own draw), cheaper flatness settings and 8 population runs,
+    against 12/20/12 pairs on three benchmarks and 108 population runs in the full study; digits
+    is covered by the demo's own runs and REPORT.md. Its STUDY.md says so. Done when its runs say
+    so: ``figures/study-demo`` is committed, so it exists in a fresh clone.
     """
     scale, out = ("tiny" if tiny else "demo"), figures / "study-demo"
     argv = ["--runs", layout.study, "--figures", out, "--scale", scale]

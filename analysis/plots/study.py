@@ -1,5 +1,9 @@
 """Figures of the evidence study (data frames in, figures out; no file reading, no computation).
 
+- :func:`forest_figure`: per-pair TET - SDT of every primary endpoint with its measurement error,
+  the mean with its 95 % interval, and issue 12's one-draw result as a comparison row;
+- :func:`heterogeneity_figure`: per metric, the spread of the paired differences over pairs
+  against the measurement error of one difference (estimator or test set);
 - :func:`tau_figure`: Kendall's tau of every flatness measure with the generalization gap,
   overall, granulated (psi) and per hyper-parameter axis (a seaborn heat map);
 - :func:`per_step_figure`: λ_max and trace of ``L_t = CE(O(t), y)`` against t at SDT and TET
@@ -19,7 +23,13 @@ import pandas as pd
 
 from analysis.plots.style import COLORS, apply_style
 
-__all__ = ["tau_figure", "per_step_figure", "paired_figure"]
+__all__ = [
+    "forest_figure",
+    "heterogeneity_figure",
+    "tau_figure",
+    "per_step_figure",
+    "paired_figure",
+]
 
 
 @contextmanager
@@ -48,7 +58,7 @@ def tau_figure(table: pd.DataFrame):
 
     apply_style()
     columns = ["tau", "psi", *[c for c in table.columns if c.startswith("tau_")]]
-    data = table.set_index("measure")[columns]
+    data = table.set_index("metric")[columns]
     figure, axes = _plt().subplots(figsize=(1.1 * len(columns) + 3, 0.35 * len(data) + 1.5))
     sns.heatmap(
         data.astype(float),
@@ -65,7 +75,7 @@ def tau_figure(table: pd.DataFrame):
     return figure, data.reset_index()
 
 
-def per_step_figure(frame: pd.DataFrame):
+def per_step_figure(frame: pd.DataFrame, benchmark: str = "mnist1d"):
     """λ_max and trace against t, one panel each; hue = the training method."""
     import seaborn as sns
 
@@ -97,7 +107,7 @@ def per_step_figure(frame: pd.DataFrame):
             title=f"{measure} (dashed L_SDT, dotted L_TET)",
         )
         axis.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
-    figure.suptitle("MNIST-1D minima: curvature of each L_t = CE(O(t), y), mean and 95 % CI")
+    figure.suptitle(f"{benchmark} minima: curvature of each L_t = CE(O(t), y), mean and 95 % CI")
     figure.tight_layout()
     return figure, frame
 
@@ -134,3 +144,136 @@ def paired_figure(differences: pd.DataFrame, table: pd.DataFrame):
     )
     figure.tight_layout()
     return figure, differences
+
+
+def forest_figure(differences: pd.DataFrame, table: pd.DataFrame, one_draw: pd.DataFrame):
+    """One panel per benchmark and primary endpoint: each pair's TET - SDT (± 1.96 measurement
+    errors where known), the mean and its 95 % interval (black), the one-draw result (grey)."""
+    apply_style()
+    primary = table[table.family == "primary"]
+    benchmarks = list(dict.fromkeys(primary.benchmark))
+    metrics = list(dict.fromkeys(primary.metric))
+    plt = _plt()
+    figure, axes = plt.subplots(
+        len(benchmarks),
+        len(metrics),
+        figsize=(4 * len(metrics), 0.18 * 24 * len(benchmarks) + 1),
+        squeeze=False,
+    )
+    rows = []
+    for i, benchmark in enumerate(benchmarks):
+        for j, metric in enumerate(metrics):
+            axis = axes[i][j]
+            part = differences[
+                (differences.benchmark == benchmark) & (differences.metric == metric)
+            ]
+            part = part.sort_values("pair")
+            y = list(range(len(part), 0, -1))
+            error = 1.96 * part.stderr.fillna(0.0)
+            axis.errorbar(
+                part.difference, y, xerr=error, fmt="o", color=COLORS["tet"], ms=3, lw=0.8
+            )
+            summary = primary[(primary.benchmark == benchmark) & (primary.metric == metric)]
+            labels = [f"pair {p}" for p in part.pair]
+            if not summary.empty:
+                r = summary.iloc[0]
+                axis.errorbar(
+                    [r.mean_difference],
+                    [-0.5],
+                    xerr=[[r.mean_difference - r.ci_low], [r.ci_high - r.mean_difference]],
+                    fmt="D",
+                    color="black",
+                    ms=5,
+                )
+                rows.append(
+                    {
+                        "benchmark": benchmark,
+                        "metric": metric,
+                        "row": "mean",
+                        "difference": r.mean_difference,
+                        "low": r.ci_low,
+                        "high": r.ci_high,
+                    }
+                )
+            old = (
+                one_draw[(one_draw.benchmark == benchmark) & (one_draw.metric == metric)]
+                if not one_draw.empty
+                else one_draw
+            )
+            ticks = [*y, -0.5]
+            labels = [*labels, "mean (95 % CI)"]
+            if not old.empty:
+                o = old.iloc[0]
+                axis.errorbar(
+                    [o.mean_difference],
+                    [-1.5],
+                    xerr=[[o.mean_difference - o.ci_low], [o.ci_high - o.mean_difference]],
+                    fmt="s",
+                    color=COLORS["grey"],
+                    ms=5,
+                )
+                ticks, labels = [*ticks, -1.5], [*labels, "one draw (issue 12)"]
+                rows.append(
+                    {
+                        "benchmark": benchmark,
+                        "metric": metric,
+                        "row": "one draw",
+                        "difference": o.mean_difference,
+                        "low": o.ci_low,
+                        "high": o.ci_high,
+                    }
+                )
+            for _, p in part.iterrows():
+                rows.append(
+                    {
+                        "benchmark": benchmark,
+                        "metric": metric,
+                        "row": f"pair {p.pair}",
+                        "difference": p.difference,
+                        "low": p.difference - 1.96 * p.stderr,
+                        "high": p.difference + 1.96 * p.stderr,
+                    }
+                )
+            axis.axvline(0, color="black", linewidth=0.5)
+            axis.set_yticks(ticks, labels, fontsize=6)
+            axis.set(title=f"{benchmark}: {metric}", xlabel="TET - SDT")
+    figure.tight_layout()
+    return figure, pd.DataFrame(rows)
+
+
+def heterogeneity_figure(table: pd.DataFrame):
+    """Per metric with a measurement error: SD of the paired differences over pairs (y) against
+    the RMS measurement error of one difference (x), log-log; below the dashed line measurement
+    noise is more than half the spread (flagged)."""
+    import seaborn as sns
+
+    apply_style()
+    data = table[(table.noise > 0) & (table.sd_difference > 0)].copy()
+    figure, axis = _plt().subplots(figsize=(6.5, 5))
+    if not data.empty:
+        sns.scatterplot(
+            data, x="noise", y="sd_difference", hue="benchmark", style="family", ax=axis
+        )
+        for _, r in data.iterrows():
+            axis.annotate(r.metric, (r.noise, r.sd_difference), fontsize=5, alpha=0.7)
+        low = min(data.noise.min(), data.sd_difference.min()) / 2
+        high = max(data.noise.max(), data.sd_difference.max()) * 2
+        axis.plot([low, high], [low, high], color="black", linewidth=0.6, label="spread = noise")
+        axis.plot(
+            [low, high],
+            [2 * low, 2 * high],
+            "--",
+            color="black",
+            linewidth=0.6,
+            label="spread = 2 x noise",
+        )
+        axis.set(xscale="log", yscale="log")
+    axis.set(
+        xlabel="measurement error of one paired difference (RMS)",
+        ylabel="SD of the paired differences over pairs",
+        title="heterogeneity: pair-to-pair spread vs measurement noise",
+    )
+    axis.legend(fontsize=6)
+    figure.tight_layout()
+    columns = ["benchmark", "metric", "family", "noise", "sd_difference", "noise_share"]
+    return figure, data[columns] if not data.empty else pd.DataFrame(columns=columns)

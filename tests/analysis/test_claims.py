@@ -162,3 +162,30 @@ def test_paired_pairing_and_validation():
         compare_paired("c", "e", [1.0], [1.0], "smaller", 0.1)
     with pytest.raises(ValueError, match="delta must be > 0"):
         compare_paired("c", "e", [1.0], [1.0], "lower", 0.0)
+
+
+def test_a_family_decides_with_the_adjusted_p_and_a_bonferroni_tost():
+    plain = _paired(HOLD_LOWER, "lower")
+    adjusted = compare_paired(
+        "c", "e", [0.0] * 6, HOLD_LOWER, "lower", 0.1, adjusted_p=0.2, family_size=5
+    )
+    assert plain.verdict == PAIRED_HOLDS and adjusted.verdict == PAIRED_INCONCLUSIVE
+    assert adjusted.p_value == plain.p_value and adjusted.adjusted_p == 0.2
+    assert math.isnan(plain.adjusted_p) and plain.family_size == 1
+    assert (
+        compare_paired(
+            "c", "e", [0.0] * 6, HOLD_LOWER, "lower", 0.1, adjusted_p=0.04, family_size=5
+        ).verdict
+        == PAIRED_HOLDS
+    )
+    # equivalence: the 1 - 0.1 / m interval must lie inside the margin
+    d = [0.01, -0.02, 0.015, -0.01, 0.005, -0.005]
+    wide = stats.t.interval(1 - 0.1 / 20, df=5, loc=np.mean(d), scale=stats.sem(d))
+    found = compare_paired("c", "e", [0.0] * 6, d, "lower", 0.1, adjusted_p=1.0, family_size=20)
+    assert (found.tost_low, found.tost_high) == pytest.approx(wide, rel=1e-12)
+    assert found.verdict == PAIRED_EQUIVALENT
+    narrow = compare_paired("c", "e", [0.0] * 6, d, "lower", 0.02, adjusted_p=1.0, family_size=20)
+    assert _paired(d, "lower", 0.02).verdict == PAIRED_EQUIVALENT
+    assert narrow.verdict == PAIRED_INCONCLUSIVE
+    with pytest.raises(ValueError, match="family_size must be >= 1"):
+        compare_paired("c", "e", [1.0], [1.0], "lower", 0.1, family_size=0)

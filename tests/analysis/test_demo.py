@@ -22,13 +22,24 @@ def test_tiny_demo_produces_every_figure_and_resumes_without_work(tmp_path, caps
     assert "[study-demo/STUDY.md](study-demo/STUDY.md)" in report
     study = figures / "study-demo"
     paired = pd.read_csv(study / "study_paired.csv")
-    assert set(paired.benchmark) == {"digits", "mnist1d"}
-    assert {"test_acc", "acc_gap", "lambda_max/l_sdt", "adaptive_worst/l_tet"} <= set(paired.metric)
-    assert len(pd.read_csv(study / "study_population.csv")) == 14  # 7 measures x 2 losses
+    assert set(paired.benchmark) == {"digits", "mnist1d", "mnist1d_sequence"}
+    expected = {"test_acc", "acc_gap", "normalized_lambda_max/l_sdt", "adaptive_worst-linear/l_tet"}
+    assert expected <= set(paired.metric) and set(paired.family) == {
+        "primary",
+        "secondary",
+        "descriptive",
+    }
+    population = pd.read_csv(study / "study_population.csv")
+    assert {"trace/l_tet@0.05", "trace/l_tet", "trace/l_sdt"} <= set(population.metric)
+    assert (population.num_runs == 4).all()  # every run met the (tiny) criterion
+    rows = pd.read_csv(study / "study_runs.csv")
+    assert {"value", "stderr", "converged", "num_evaluations", "first_order"} <= set(rows)
+    assert set(pd.read_csv(study / "study_differences.csv").benchmark) == set(paired.benchmark)
+    assert len(pd.read_csv(study / "study_subsets.csv")) > 0
     text = (study / "STUDY.md").read_text()
-    assert "## Paired claims: mnist1d" in text and "Kendall tau" in text
+    assert "## Paired claims: mnist1d " in text and "permutation" in text
     assert "Scale `tiny`" in text and "reduced run" in text
-    for name in ("study_tau", "study_per_step", "study_paired"):
+    for name in ("study_tau", "study_per_step", "study_margins", "study_forest"):
         assert (study / f"{name}.png").exists() and (study / f"{name}.csv").exists()
     checkpoints = {p: p.stat().st_mtime_ns for p in runs.glob("*/last.pt")}
     capsys.readouterr()
