@@ -180,9 +180,10 @@ def _claim_line(r, one_draw: pd.DataFrame, table: pd.DataFrame) -> str:
         if not train.empty and train.iloc[0].mean_difference < 0:
             t = train.iloc[0]
             line += (
-                f". Caveat: TET's train accuracy is lower by {_points(-t.mean_difference)[1:]} "
-                f"points [{_points(-t.ci_high)[1:]}, {_points(-t.ci_low)[1:]}], so part of the "
-                "smaller gap is weaker fitting"
+                f". Caveat: TET's train accuracy is lower by {100 * -t.mean_difference:.2f} "
+                f"points [{100 * -t.ci_high:.2f}, {100 * -t.ci_low:.2f}], so part of the "
+                f"smaller gap (a share of {t.mean_difference / r.mean_difference:.0%} at the "
+                "means) is weaker fitting, not better testing"
             )
     return line + "."
 
@@ -225,6 +226,14 @@ def summary(tables: study_tables.StudyTables, one_draw: pd.DataFrame, settings: 
             continue
         n = int(table.n.max())
         lines.append(f"- **{benchmark}** ({n} pairs; primary endpoints at 5 % each):")
+        accuracy = table[table.metric == "test_acc"]
+        if not accuracy.empty and (accuracy.iloc[0].sdt_mean + accuracy.iloc[0].tet_mean) < 1.6:
+            a = accuracy.iloc[0]
+            lines.append(
+                f"  - The network fits this benchmark poorly (test accuracy SDT "
+                f"{100 * a.sdt_mean:.1f} %, TET {100 * a.tet_mean:.1f} %, under 80 %); "
+                "`configs/README.md` says what its selection found and what would be needed."
+            )
         for _, r in table[table.family == "primary"].iterrows():
             lines.append(_claim_line(r, one_draw, table))
         secondary = table[table.family == "secondary"]

@@ -274,6 +274,8 @@ def test_report_says_what_a_reader_needs():
     assert "committed on 2026-12-06" in text and "Westfall-Young" in text
     assert "| p | adjusted p |" in text and "one draw, one test set: holds" in text
     assert "Caveat: TET's train accuracy is lower by 0.40 points" in text
+    gap = paired.set_index("metric").loc["acc_gap", "mean_difference"]
+    assert f"a share of {-0.004 / gap:.0%} at the means" in text
     assert "acc_gap (TET lower): **holds**" in text
     assert "| paired | 10.0 min |" in text and "| total | 30.0 min |" in text
     assert "![study_forest](study_forest.png)" in text and "reduced run" not in text
