@@ -48,6 +48,7 @@ __all__ = [
     "RUN_COLUMNS",
     "AXES",
     "collect_runs",
+    "run_folder_of",
     "metric_values",
     "paired_differences",
     "paired_table",
@@ -170,6 +171,23 @@ def collect_runs(root: Path, groups: list[str]) -> pd.DataFrame:
     return table[[*RUN_COLUMNS, *MEASURE_COLUMNS]]
 
 
+def run_folder_of(checkpoint: str, root: Path) -> str:
+    """The run folder of a checkpoint path recorded in a ``flatness.csv``, relative to ``root``.
+
+    The path is recorded as the flatness command was given it, relative to the working directory
+    of the study that ran it, so a report drawn from another directory (or of a runs folder that
+    was moved) finds the run by the longest tail of the path that is a folder under ``root``.
+    """
+    folder = Path(checkpoint).parent
+    if folder.resolve().is_relative_to(root.resolve()):
+        return folder.resolve().relative_to(root.resolve()).as_posix()
+    for start in range(1, len(folder.parts)):
+        tail = Path(*folder.parts[start:])
+        if (root / tail).is_dir():
+            return tail.as_posix()
+    raise ValueError(f"{checkpoint} is not a run under {root}")
+
+
 def flatness_rows(folder: Path, root: Path, keep_chunk: bool = False) -> pd.DataFrame:
     """Every ``flatness.csv`` under ``folder``, keyed by ``run`` (the run folder relative to
     ``root``), :data:`MEASURE_COLUMNS`; with ``keep_chunk`` the data chunk too (from a
@@ -177,9 +195,7 @@ def flatness_rows(folder: Path, root: Path, keep_chunk: bool = False) -> pd.Data
     parts = []
     for path in sorted(folder.rglob("flatness.csv")):
         part = pd.read_csv(path)
-        part["run"] = [
-            Path(c).resolve().parent.relative_to(root.resolve()).as_posix() for c in part.checkpoint
-        ]
+        part["run"] = [run_folder_of(c, root) for c in part.checkpoint]
         chunk = path.parent.name.rsplit("chunk", 1)
         part["chunk"] = int(chunk[1]) if len(chunk) == 2 else 0
         parts.append(part[["run", "chunk", *MEASURE_COLUMNS]])

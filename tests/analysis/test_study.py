@@ -333,3 +333,19 @@ def test_only_runs_that_met_the_criterion_are_measured(tmp_path):
     (job,) = population_flatness_jobs(tmp_path, SCALES["full"])
     measured = [a for a in job.commands[0] if a.endswith("last.pt")]
     assert measured == [str(runs[0] / "last.pt"), str(runs[2] / "last.pt")]
+
+
+def test_a_run_is_found_whatever_directory_recorded_its_checkpoint(tmp_path, monkeypatch):
+    root = tmp_path / "elsewhere" / "runs-study"
+    (root / "mnist1d" / "run-a").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    # as the study recorded it (relative to its own working directory), absolute, and relative
+    # to this directory
+    for recorded in (
+        "runs-study/mnist1d/run-a/last.pt",
+        str(root / "mnist1d" / "run-a" / "last.pt"),
+        "elsewhere/runs-study/mnist1d/run-a/last.pt",
+    ):
+        assert study_tables.run_folder_of(recorded, root) == "mnist1d/run-a"
+    with pytest.raises(ValueError, match="not a run under"):
+        study_tables.run_folder_of("runs-study/mnist1d/run-b/last.pt", root)
