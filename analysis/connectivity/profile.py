@@ -45,7 +45,6 @@ BN_MODES = ("interpolated", "recomputed")
 SPIKES = ("hard", "smooth")
 METRICS = ("l_sdt", "l_tet", "error")
 PROFILE_COLUMNS = (
-    "pair",
     "aligned",
     "path",
     "t",
