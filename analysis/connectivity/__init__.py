@@ -5,6 +5,7 @@ forward pass)."""
 
 from analysis.connectivity.alignment import (
     CHAIN_MODELS,
+    RESIDUAL_MODELS,
     Alignment,
     PermutationSpec,
     permute,
@@ -46,6 +47,7 @@ __all__ = [
     "PathEvaluator",
     # alignment
     "CHAIN_MODELS",
+    "RESIDUAL_MODELS",
     "PermutationSpec",
     "spec_of",
     "permute",

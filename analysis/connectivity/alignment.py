@@ -13,7 +13,9 @@ A :class:`PermutationSpec` lists, per permutation, the (tensor, axis, block) it 
 layer's output axis, the next layer's input axis, and the BatchNorm weight, bias and running
 statistics of the layer's channels; ``block`` > 1 where a flatten turns each channel into
 ``block`` consecutive inputs of a linear layer. :func:`spec_of` derives it for the registered
-models that are chains of conv/linear layers (``CHAIN_MODELS``); residual models are refused.
+models that are chains of conv/linear layers (``CHAIN_MODELS``) and for the residual models
+(``RESIDUAL_MODELS``), whose blocks share one permutation along each skip path: a block's output
+channels are added to its input's, so they must be permuted alike.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from toolkit.errors import ConfigError
 
 __all__ = [
     "CHAIN_MODELS",
+    "RESIDUAL_MODELS",
     "PermutationSpec",
     "spec_of",
     "permute",
@@ -38,7 +41,10 @@ __all__ = [
 ]
 
 CHAIN_MODELS = ("mnist1d_snn", "digits_snn", "spiking_mlp", "vggsnn", "vggsnn_woap")
-"""Registered models whose layers form one chain (no skip path): alignment supports these."""
+"""Registered models whose layers form one chain (no skip path)."""
+RESIDUAL_MODELS = ("resnet19", "spiking_resnet34", "sew_resnet34")
+"""Registered models with skip paths (``training.models.resnet``): a stage's blocks share one
+permutation of the channels they add to."""
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -70,41 +76,105 @@ class PermutationSpec:
 
 
 def spec_of(model: nn.Module, model_name: str) -> PermutationSpec:
-    """The permutation spec of a chain model: one permutation per hidden layer's units.
+    """The permutation spec of a registered model: one permutation per hidden layer's units,
+    and for the residual models one per stage's skip path (shared by every block that adds to
+    it) and one per block's inner layer.
 
     Raises:
-        ConfigError: If the model is not one of :data:`CHAIN_MODELS`.
+        ConfigError: If the model is neither one of :data:`CHAIN_MODELS` nor of
+            :data:`RESIDUAL_MODELS`.
     """
+    if model_name in RESIDUAL_MODELS:
+        return _residual_spec(model)
     if model_name not in CHAIN_MODELS:
         raise ConfigError(
-            f"permutation alignment supports the chain models {list(CHAIN_MODELS)}, not "
-            f"{model_name!r} (its skip paths need a spec that shares permutations); "
-            "pass --no-align"
+            f"permutation alignment supports the models {[*CHAIN_MODELS, *RESIDUAL_MODELS]}, "
+            f"not {model_name!r}; pass --no-align"
         )
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _WEIGHTED + _NORMS)]
     weighted = [n for n, m in layers if isinstance(m, _WEIGHTED)]
-    sizes: dict[str, int] = {}
-    axes: dict[str, list[tuple[str, int, int]]] = {}
+    spec = _SpecBuilder()
     current = None
     for name, module in layers:
         if isinstance(module, _NORMS):
-            for tensor in ("weight", "bias", "running_mean", "running_var"):
-                axes[current].append((f"{name}.{tensor}", 0, 1))
+            spec.norm(name, current)
             continue
         if current is not None:
             inputs = module.weight.shape[1]
-            if inputs % sizes[current]:
-                raise ConfigError(f"{name}: {inputs} inputs are not blocks of {sizes[current]}")
-            axes[current].append((f"{name}.weight", 1, inputs // sizes[current]))
+            if inputs % spec.sizes[current]:
+                raise ConfigError(
+                    f"{name}: {inputs} inputs are not blocks of {spec.sizes[current]}"
+                )
+            spec.add(current, f"{name}.weight", 1, inputs // spec.sizes[current])
         if name == weighted[-1]:
             break
-        current = f"P{len(sizes)}"
-        sizes[current] = module.weight.shape[0]
-        axes[current] = [(f"{name}.weight", 0, 1)]
+        current = spec.new(module.weight.shape[0])
+        spec.outputs(name, module, current)
+    return spec.build(model)
+
+
+class _SpecBuilder:
+    """Collects permutations and the axes they act on."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.axes: dict[str, list[tuple[str, int, int]]] = {}
+
+    def new(self, size: int) -> str:
+        name = f"P{len(self.sizes)}"
+        self.sizes[name], self.axes[name] = size, []
+        return name
+
+    def add(self, perm: str, tensor: str, axis: int, block: int = 1) -> None:
+        self.axes[perm].append((tensor, axis, block))
+
+    def outputs(self, name: str, module: nn.Module, perm: str) -> None:
+        self.add(perm, f"{name}.weight", 0)
         if module.bias is not None:
-            axes[current].append((f"{name}.bias", 0, 1))
-    matched = frozenset(n for n, _ in model.named_parameters())
-    return PermutationSpec(sizes, axes, matched)
+            self.add(perm, f"{name}.bias", 0)
+
+    def norm(self, name: str, perm: str) -> None:
+        for tensor in ("weight", "bias", "running_mean", "running_var"):
+            self.add(perm, f"{name}.{tensor}", 0)
+
+    def conv_bn(self, name: str, pair: nn.Module, inputs: str | None, outputs: str) -> None:
+        """A ``conv_bn`` (``SeqToANN(conv, bn)``) named ``name`` from ``inputs`` to ``outputs``."""
+        if inputs is not None:
+            self.add(inputs, f"{name}.0.weight", 1)
+        self.outputs(f"{name}.0", pair[0], outputs)
+        self.norm(f"{name}.1", outputs)
+
+    def build(self, model: nn.Module) -> PermutationSpec:
+        matched = frozenset(n for n, _ in model.named_parameters())
+        return PermutationSpec(self.sizes, self.axes, matched)
+
+
+def _residual_spec(model: nn.Module) -> PermutationSpec:
+    """ResNet-19 and the ImageNet ResNets: a block's output is added to its input (or to its
+    downsampled input), so every block of a stream shares the stream's permutation; a
+    downsampling block starts a new stream."""
+    spec = _SpecBuilder()
+    stream = spec.new(model.stem[0].out_channels)
+    spec.conv_bn("stem", model.stem, None, stream)
+    stages = [getattr(model, f"layer{k}") for k in range(1, 5) if hasattr(model, f"layer{k}")]
+    for index, stage in enumerate(stages, 1):
+        for number, block in enumerate(stage):
+            prefix = f"layer{index}.{number}"
+            inner = spec.new(block.conv1[0].out_channels)
+            spec.conv_bn(f"{prefix}.conv1", block.conv1, stream, inner)
+            if block.downsample is not None:
+                following = spec.new(block.conv2[0].out_channels)
+                spec.conv_bn(f"{prefix}.downsample", block.downsample, stream, following)
+                stream = following
+            spec.conv_bn(f"{prefix}.conv2", block.conv2, inner, stream)
+    if hasattr(model, "fc1"):  # ResNet-19: pool -> fc1 -> LIF -> fc2
+        hidden = spec.new(model.fc1[0].out_features)
+        spec.add(stream, "fc1.0.weight", 1)
+        spec.outputs("fc1.0", model.fc1[0], hidden)
+        spec.add(hidden, "fc2.0.weight", 1)
+    else:
+        spec.add(stream, "fc.0.weight", 1)
+    return spec.build(model)
 
 
 def _index(perm: Tensor, block: int) -> Tensor:

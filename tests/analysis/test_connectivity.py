@@ -28,12 +28,16 @@ from training.models import build
 from training.snn.losses import get_loss
 from training.snn.neurons import LIF
 
-# Tiny members of each chain family, with their static input shapes.
+# A tiny member of every registered model, with its static input shape.
 FAMILIES = {
     "mnist1d_snn": (dict(channels=(4, 3), image_size=8, T=2), (1, 1, 8)),
     "digits_snn": (dict(channels=(3, 4), T=2), (1, 8, 8)),
     "spiking_mlp": (dict(hidden=(5, 4), T=2), (1, 8, 8)),
     "vggsnn": (dict(width=0.05, image_size=16, T=2, num_classes=3), (2, 16, 16)),
+    "vggsnn_woap": (dict(width=0.05, image_size=16, T=2, num_classes=3), (2, 16, 16)),
+    "resnet19": (dict(width=0.05, T=2, num_classes=3), (3, 8, 8)),
+    "spiking_resnet34": (dict(width=0.05, T=1, num_classes=3), (3, 32, 32)),
+    "sew_resnet34": (dict(width=0.05, T=1, num_classes=3), (3, 32, 32)),
 }
 
 
@@ -125,10 +129,12 @@ def test_weight_matching_recovers_a_random_permutation(name):
     assert found.objective >= found.identity_objective
 
 
-def test_alignment_refuses_residual_models():
-    model = build("resnet19", width=0.05, T=1)
-    with pytest.raises(Exception, match="chain models"):
-        spec_of(model, "resnet19")
+def test_every_registered_model_has_a_spec_and_an_unknown_one_is_refused():
+    from training.models import names
+
+    assert sorted(FAMILIES) == names()
+    with pytest.raises(Exception, match="pass --no-align"):
+        spec_of(build("spiking_mlp"), "not_a_model")
 
 
 # --- BatchNorm statistics ---
