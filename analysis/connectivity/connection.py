@@ -76,9 +76,7 @@ class ConnectSettings:
     curves: tuple[str, ...] = option(
         CURVES, "curves fitted besides the straight line", choices=CURVES, empty=True
     )
-    align: bool = option(
-        True, "also align B's units to A's by weight matching and report both (chain models)"
-    )
+    align: bool = option(True, "also align B's units to A's by weight matching and report both")
     num_points: int = option(11, "evaluated points per path, t evenly spaced in [0, 1]", minimum=3)
     curve_loss: str = option(
         "sdt", "loss a curve is fitted to (tet: at A's lambda and phi)", choices=("sdt", "tet")
