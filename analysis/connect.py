@@ -5,7 +5,8 @@ For checkpoints A and B of one architecture (e.g. an SDT and a TET run): the str
 trained to minimize the loss averaged over t ~ U[0, 1] with the ends fixed (Garipov et al.
 2018; the surrogate-gradient model, A's optimizer, learning rate, batch size and epochs unless
 given: one fit costs about one training run). With --align (default) everything again with B's
-hidden units permuted to A's by weight matching (Ainsworth et al. 2023; skip paths share a permutation).
+hidden units permuted to A's by weight matching (Ainsworth et al. 2023; the blocks along a skip
+path share one permutation).
 Along every path, --num-points evaluations of L_SDT, L_TET, accuracy and firing rate on A's fixed
 evaluation subset, with BatchNorm statistics interpolated and recomputed at every point, with
 hard spikes (as trained) and with the surrogate's smooth step in the forward pass. The barrier of
