@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from analysis.measures.inputs import (
     select,
 )
 from toolkit.errors import ConfigError
-from toolkit.io import atomic_write, write_csv
+from toolkit.io import atomic_write, load_json, save_json, write_csv
 from toolkit.settings import check, option
 from training.data.datasets import TensorLoader
 from training.runs.checkpoint import Checkpoint
@@ -125,6 +126,33 @@ def check_pair(a: Checkpoint, b: Checkpoint) -> None:
     differing = [k for k in keys if getattr(a.config, k, None) != getattr(b.config, k, None)]
     if differing:
         raise ConfigError(f"{a.path} and {b.path} differ in {differing[0]}: paths need one input")
+
+
+def _check_parts(parts: Path, settings, evaluation, data_spec, shas: tuple[str, str]) -> None:
+    """Start ``parts`` with a record of what it computes, or check that an existing one (a
+    killed run's) computes the same.
+
+    Raises:
+        ConfigError: If the parts were made with other inputs or settings.
+    """
+    record = {
+        "settings": asdict(settings),
+        "data": asdict(data_spec),
+        "dtype": str(evaluation.dtype),
+        "device": str(evaluation.device),
+        "seed": evaluation.seed,
+        "inputs": list(shas),
+    }
+    path = parts / "parts.json"
+    if path.exists():
+        if load_json(path) != json.loads(json.dumps(record)):
+            raise ConfigError(
+                f"{parts} holds a killed run with other inputs or settings; rerun it with the "
+                "same flags, or pass --overwrite"
+            )
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    save_json(path, record)
 
 
 def _save_torch(path: Path, payload: dict) -> None:
@@ -215,7 +243,7 @@ def connect(
         "curve_config": {...}, "seconds": {...}}``.
     """
     config, dtype, device, seed = a.config, evaluation.dtype, evaluation.device, evaluation.seed
-    parts.mkdir(parents=True, exist_ok=True)
+    _check_parts(parts, settings, evaluation, data_spec, (a.checkpoint.sha256, b.sha256))
     model = copy.deepcopy(a.model).to(device=device, dtype=dtype)
     ends_a = _states(a.checkpoint, dtype, device)
     ends_b = _states(b, dtype, device)
@@ -323,6 +351,7 @@ def connect(
         "fits": fits,
         "alignment": alignment,
         "curve_config": curve_config,
+        "data": a.data,
         "bn_data": bn_record,
         "t": ts,
         "seconds": seconds,

@@ -125,3 +125,23 @@ def test_spike_gap_command_and_measure(runs, tmp_path, capsys):
     sharp = pd.read_csv(tmp_path / "spike_gap.csv")
     assert sharp.gap_acc.abs().max() == 0 and sharp.gap_l_sdt.abs().max() < 1e-9
     assert "acc hard" in capsys.readouterr().out
+
+
+def test_parts_of_a_killed_run_with_other_settings_are_refused(runs, tmp_path, capsys):
+    settings = ConnectSettings(curves=("bezier",), align=False).dry_run()
+    data = DataSettings().dry_run()
+    a, b = checkpoints.read(runs[0]), checkpoints.read(runs[1])
+    parts = tmp_path / "connect_parts"
+    connect(
+        load_input(a, data.spec()),
+        b,
+        settings,
+        Evaluation(quiet=True),
+        Datasets(),
+        parts,
+        data.spec(),
+    )
+    argv = [*map(str, runs), "--dry-run", "--quiet", "--curves", "bezier", "--no-align"]
+    code = exit_code(main, [*argv, "--seed", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "--overwrite" in err[-1] and len(err) == 1
