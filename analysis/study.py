@@ -7,6 +7,8 @@ Stages (``--stage``, default all, in this order; each can be run alone and resum
 - ``temporal``: MNIST-1D with the sequence encoding, the same;
 - ``population``: the MNIST-1D population, trained to the stopping criterion and measured;
 - ``subsets``: flatness of a few MNIST-1D checkpoints on disjoint data subsets (after paired);
+- ``connectivity``: loss barriers between MNIST-1D minima (SDT-TET and seed-to-seed, straight
+  and curved, aligned and not) and the surrogate-to-spike gap (after paired and population);
 - ``report``: every CSV, figure and STUDY.md into ``--figures`` from whatever exists.
 
 Jobs are ``training/run.py`` and ``analysis/flatness.py`` subprocesses, one thread each, two at
@@ -25,6 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable uninstalled
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analysis.evidence.study_connectivity import connectivity_jobs
 from analysis.evidence.study_design import (
     SCALES,
     STAGES,
@@ -85,6 +88,8 @@ def _stage_jobs(stage: str, root: Path, scale, data_root: str):
         )
     if stage == "subsets" and scale.subsets:
         return [], lambda: subset_jobs(root, scale)
+    if stage == "connectivity":
+        return [], lambda: connectivity_jobs(root, scale)
     return [], lambda: []
 
 

@@ -46,6 +46,7 @@ def _signature(action: argparse.Action) -> tuple:
 
 def test_every_flat_module_is_a_command():
     assert COMMANDS == [
+        "analysis.connect",
         "analysis.demo",
         "analysis.figures",
         "analysis.flatness",
@@ -53,6 +54,7 @@ def test_every_flat_module_is_a_command():
         "analysis.momentum",
         "analysis.report",
         "analysis.sharpness",
+        "analysis.spike_gap",
         "analysis.study",
         "analysis.surface",
         "analysis.timesteps",

@@ -29,7 +29,7 @@ FORBIDDEN = {
     "training": {"landscape", "analysis", "benchmarks"},
     "analysis": {"benchmarks"},
 }
-ANALYSIS_FLOORS = ("measures", "surfaces", "evidence", "plots", "pipeline", "cli")
+ANALYSIS_FLOORS = ("measures", "surfaces", "connectivity", "evidence", "plots", "pipeline", "cli")
 
 
 def _module_name(path: Path) -> str:

@@ -111,6 +111,9 @@ class CheckpointCommand:
         data_fields: The :class:`DataSettings` fields it offers as flags.
         samples: Default of ``--samples`` (None: every sample of the split).
         single: One positional checkpoint instead of one or more.
+        pair: Exactly two positional checkpoints (``A B``) instead of one or more.
+        out_folder: ``out_folder(paths) -> folder`` without ``--out`` (None: the first input's
+            run folder's ``analysis/``).
         run_folders: Positional inputs may be run folders (their ``last.pt`` is read).
     """
 
@@ -123,6 +126,8 @@ class CheckpointCommand:
     data_fields: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DataSettings))
     samples: int | None = 1024
     single: bool = False
+    pair: bool = False
+    out_folder: Callable[[list[Path]], Path] | None = None
     run_folders: bool = False
 
     def build_parser(self) -> argparse.ArgumentParser:
@@ -138,9 +143,11 @@ class CheckpointCommand:
             if self.single
             else ("checkpoints (.pt) written by training/run.py")
         )
+        if self.pair:
+            what = "the two checkpoints (.pt) A and B written by training/run.py"
         parser.add_argument(
             "checkpoints",
-            nargs=1 if self.single else "+",
+            nargs=1 if self.single else 2 if self.pair else "+",
             type=Path,
             metavar="CHECKPOINT",
             help=f"{what}, or run folders" if self.run_folders else what,
@@ -163,9 +170,8 @@ class CheckpointCommand:
             settings = settings.dry_run() if hasattr(settings, "dry_run") else settings
             data = data.dry_run()
         paths = list(args.checkpoints)
-        out = prepare_output(
-            args.out or default_out(paths[0]), self.outputs(settings), args.overwrite
-        )
+        fallback = self.out_folder(paths) if self.out_folder else default_out(paths[0])
+        out = prepare_output(args.out or fallback, self.outputs(settings), args.overwrite)
         found = [checkpoints.read(self._checkpoint_of(path)) for path in paths]
         evaluation = Evaluation(
             data.loss,

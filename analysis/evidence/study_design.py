@@ -316,10 +316,12 @@ SCALES = {
     ),
 }
 
-STAGES = ("paired", "temporal", "population", "subsets", "report")
+STAGES = ("paired", "temporal", "population", "subsets", "connectivity", "report")
 """``paired``: digits and MNIST-1D static, trained and measured; ``temporal``: MNIST-1D sequence;
-``population``; ``subsets``: the subset check (needs ``paired``); ``report``: tables, figures and
-STUDY.md from whatever exists."""
+``population``; ``subsets``: the subset check (needs ``paired``); ``connectivity``: barriers
+between MNIST-1D minima and the surrogate-to-spike gap (needs ``paired`` and ``population``;
+its design is ``analysis.evidence.study_connectivity``); ``report``: tables, figures and STUDY.md
+from whatever exists."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis.evidence import study_tables
 from analysis.evidence.claims import PAIRED_RULE
+from analysis.evidence.study_connectivity import connectivity_markdown
 from analysis.evidence.study_design import (
     BENCHMARKS,
     DESIGN_COMMITTED,
@@ -553,7 +554,8 @@ def write_study(
         save_table(getattr(tables, key), figures / FILES[key], na_rep="nan")
     one_draw = read_one_draw()
     names = draw_figures(tables, one_draw, figures)
-    atomic_write_text(figures / "STUDY.md", render(tables, one_draw, settings, names))
+    text = render(tables, one_draw, settings, names) + connectivity_markdown(root, figures)
+    atomic_write_text(figures / "STUDY.md", text)
     return names
 
 

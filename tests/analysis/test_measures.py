@@ -89,6 +89,7 @@ def test_registry_holds_every_measure_in_registration_order():
         "hessian",
         "gradient_momentum",
         "random_perturbation",
+        "spike_gap",
         "timesteps",
     ]
     assert [m.name for m in loss_measures() if m.per_step] == ["lambda_max", "trace"]
@@ -126,7 +127,7 @@ def test_get_names_the_registered_measures():
         get("sharpest")
     message = info.value.args[0]
     assert message.startswith("unknown measure 'sharpest'; registered: lambda_max, trace, ")
-    assert message.endswith("random_perturbation, timesteps")
+    assert message.endswith("random_perturbation, spike_gap, timesteps")
 
 
 def test_describe_lists_each_measure_on_one_line():

@@ -34,6 +34,7 @@ from training.snn.torch_internals import forward_ad_active, functorch_transforms
 __all__ = [
     "SURROGATES",
     "surrogate_derivative",
+    "surrogate_step",
     "spike",
     "lif_multistep",
     "lif_multistep_fused",
@@ -102,6 +103,50 @@ def surrogate_derivative(x: Tensor, name: str = "triangle", alpha: float | None 
     if not alpha > 0:
         raise ValueError(f"surrogate parameter alpha must be > 0, got {alpha}")
     return function(x, alpha)
+
+
+def _triangle_step(x: Tensor, alpha: float) -> Tensor:
+    # Integral of _triangle from -inf: 0.5 + c / alpha - sign(c) c^2 / (2 alpha^2), c = clamp(x).
+    c = x.clamp(-alpha, alpha)
+    return 0.5 + c / alpha - c.sign() * c * c / (2 * alpha * alpha)
+
+
+def _sigmoid_step(x: Tensor, alpha: float) -> Tensor:
+    return torch.sigmoid(alpha * x)
+
+
+def _arctan_step(x: Tensor, alpha: float) -> Tensor:
+    return torch.atan(math.pi / 2 * alpha * x) / math.pi + 0.5
+
+
+_STEPS = {"triangle": _triangle_step, "sigmoid": _sigmoid_step, "arctan": _arctan_step}
+
+
+def surrogate_step(x: Tensor, name: str = "triangle", alpha: float | None = None) -> Tensor:
+    """The smooth step sigma(x) whose derivative is the surrogate (sigma' = surrogate_derivative).
+
+    sigma rises from 0 (x -> -inf) to 1 (x -> +inf); triangle: a piecewise quadratic on
+    ``[-alpha, alpha]``, sigmoid: ``sigmoid(alpha x)``, arctan: ``arctan(pi/2 alpha x)/pi + 1/2``.
+    Using it in the forward pass in place of the Heaviside step gives the "surrogate-forward"
+    network of the surrogate-to-spike gap (``analysis.connectivity.gap``).
+
+    Args:
+        x: Membrane potential minus threshold, any shape.
+        name: One of ``SURROGATES``.
+        alpha: Width (triangle: gamma) or slope (sigmoid, arctan); ``None`` for the default.
+
+    Returns:
+        Tensor of the same shape as ``x``, values in ``[0, 1]``.
+
+    Raises:
+        ValueError: On an unknown surrogate name or a non-positive ``alpha``.
+    """
+    if name not in SURROGATES:
+        raise ValueError(f"unknown surrogate {name!r}; expected one of {sorted(SURROGATES)}")
+    alpha = SURROGATES[name][1] if alpha is None else float(alpha)
+    if not alpha > 0:
+        raise ValueError(f"surrogate parameter alpha must be > 0, got {alpha}")
+    return _STEPS[name](x, alpha)
 
 
 class _Spike(torch.autograd.Function):

@@ -1,0 +1,60 @@
+"""Between two minima: paths and fitted curves (Garipov et al. 2018), their barriers (Frankle et
+al. 2020) with BatchNorm statistics recomputed, permutation alignment by weight matching
+(Ainsworth et al. 2023), and the surrogate-to-spike gap (the smooth surrogate step in the
+forward pass)."""
+
+from analysis.connectivity.alignment import (
+    CHAIN_MODELS,
+    RESIDUAL_MODELS,
+    Alignment,
+    PermutationSpec,
+    permute,
+    random_permutations,
+    spec_of,
+    weight_matching,
+)
+from analysis.connectivity.curves import CURVES, PATHS, CurveStep, fit_curve, midpoint, path_point
+from analysis.connectivity.gap import SmoothLIF, smooth_model
+from analysis.connectivity.profile import (
+    BN_MODES,
+    METRICS,
+    PROFILE_COLUMNS,
+    SPIKES,
+    Barrier,
+    PathEvaluator,
+    barrier,
+    batch_norm_statistics,
+    split_state,
+)
+
+__all__ = [
+    # paths and curves
+    "PATHS",
+    "CURVES",
+    "CurveStep",
+    "path_point",
+    "midpoint",
+    "fit_curve",
+    # profiles and barriers
+    "BN_MODES",
+    "SPIKES",
+    "METRICS",
+    "PROFILE_COLUMNS",
+    "Barrier",
+    "barrier",
+    "batch_norm_statistics",
+    "split_state",
+    "PathEvaluator",
+    # alignment
+    "CHAIN_MODELS",
+    "RESIDUAL_MODELS",
+    "PermutationSpec",
+    "spec_of",
+    "permute",
+    "random_permutations",
+    "weight_matching",
+    "Alignment",
+    # the surrogate-to-spike gap
+    "SmoothLIF",
+    "smooth_model",
+]
