@@ -1,5 +1,7 @@
 """The evidence study: paired SDT/TET runs on three benchmarks, flatness with its errors, a
-population trained to a common criterion, and STUDY.md.
+population trained to a common criterion, and STUDY.md; or the same paired design on any
+benchmark of the registry (--benchmark, e.g. the paper's cifar10-resnet19), on this machine or on a
+SLURM cluster (--launcher slurm).
 
 Stages (``--stage``, default all, in this order; each can be run alone and resumes):
 
@@ -9,9 +11,13 @@ Stages (``--stage``, default all, in this order; each can be run alone and resum
 - ``subsets``: flatness of a few MNIST-1D checkpoints on disjoint data subsets (after paired);
 - ``report``: every CSV, figure and STUDY.md into ``--figures`` from whatever exists.
 
-Jobs are ``training/run.py`` and ``analysis/flatness.py`` subprocesses, one thread each, two at
-a time; every job is skipped when its outputs exist, so running the command again resumes. The
-design (pairs, endpoints, margins, settings) is ``analysis/evidence/study_design.py``.
+Jobs are ``training/run.py`` and ``analysis/flatness.py`` command lines. --launcher local runs
+them as subprocesses, one thread each, two at a time (logs: <runs>/logs/); --launcher slurm
+submits each stage's jobs as SLURM job arrays through submitit, with each benchmark's resources,
+requeued and resumed after preemption or a time limit (logs: <runs>/slurm/); a job with several
+GPUs runs under torchrun. Every job is skipped when its outputs exist, so running the command again
+resumes. The design (benchmarks, pairs, endpoints, margins, settings, resources) is
+``analysis/evidence/study_design.py``; docs/cluster.md runs it on a cluster.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.evidence.study_design import (
+    BENCHMARKS,
     SCALES,
     STAGES,
     flatness_jobs,
@@ -35,9 +42,10 @@ from analysis.evidence.study_design import (
     subset_jobs,
 )
 from analysis.evidence.study_report import write_study
-from analysis.pipeline.jobs import run_jobs
+from analysis.pipeline.launch import LaunchSettings, LocalLauncher, SlurmLauncher
 from toolkit.command import ArgumentParser, check_folders, command
 from toolkit.io import atomic_write_text
+from toolkit.settings import add_config_args, config_from_args
 
 TIMINGS = "study_timings.json"
 
@@ -48,13 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="study.py",
         description=__doc__,
         epilog="example:\n  python analysis/study.py --runs runs-study --scale full\n"
-        "  python analysis/study.py --runs runs-study --stage population\n",
+        "  python analysis/study.py --runs runs-study --stage population\n"
+        "  python analysis/study.py --benchmark cifar10-resnet19 --launcher slurm "
+        "--partition gpu\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
     add("--runs", type=Path, default=Path("runs-study"), help="runs folder (default: %(default)s)")
     add(
-        "--figures", type=Path, default=Path("figures"), help="output folder (default: %(default)s)"
+        "--figures",
+        type=Path,
+        help="output folder (default: figures, with --benchmark figures/study-<benchmark>)",
     )
     add("--scale", choices=sorted(SCALES), default="full", help="how much to run (default: full)")
     add(
@@ -64,18 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run one stage only (default: all, in order)",
     )
     add("--data-root", default="data", help="dataset folder for training (default: data)")
+    add(
+        "--benchmark",
+        choices=list(BENCHMARKS),
+        help="run the paired design on this benchmark only, at the scale's pairs and epochs "
+        "for it or else its own full design (default: the scale's benchmarks)",
+    )
+    add_config_args(parser, LaunchSettings, title="where the jobs run")
     return parser
 
 
 def _stage_jobs(stage: str, root: Path, scale, data_root: str):
     """The training jobs and the measuring jobs of a stage (the second list is built after the
     first ran, from the checkpoints it made)."""
-    if stage == "paired":
-        names = [b for b in ("digits", "mnist1d") if b in scale.pairs]
-    elif stage == "temporal":
-        names = [b for b in ("mnist1d_sequence",) if b in scale.pairs]
-    else:
-        names = []
+    names = [b for b in BENCHMARKS if b in scale.pairs and BENCHMARKS[b].stage == stage]
     if stage in ("paired", "temporal"):
         training = [j for name in names for j in paired_jobs(root, name, scale, data_root)]
         return training, lambda: [j for name in names for j in flatness_jobs(root, name, scale)]
@@ -90,8 +104,17 @@ def _stage_jobs(stage: str, root: Path, scale, data_root: str):
 
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    check_folders({"--runs": args.runs, "--figures": args.figures})
+    launch = config_from_args(args, LaunchSettings)
     scale, root, began = SCALES[args.scale], args.runs, time.perf_counter()
+    if args.benchmark:
+        scale = scale.only(args.benchmark)
+    default_figures = Path("figures") / f"study-{args.benchmark}" if args.benchmark else "figures"
+    figures = Path(args.figures or default_figures)
+    check_folders({"--runs": root, "--figures": figures})
+    if launch.launcher == "slurm":
+        launcher = SlurmLauncher(root / "slurm", launch)
+    else:
+        launcher = LocalLauncher(scale.jobs, root / "logs")
 
     def log(message: str) -> None:
         print(f"[study {time.perf_counter() - began:5.0f} s] {message}", file=sys.stderr)
@@ -104,21 +127,22 @@ def _main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         training, measuring = _stage_jobs(stage, root, scale, args.data_root)
         pending = [job for job in training if not job.done()]
-        if not run_jobs(training, scale.jobs, log):
+        if not launcher.run(training, log, f"{stage}-training"):
             return 1
         jobs = measuring()
         pending += [job for job in jobs if not job.done()]
-        if not run_jobs(jobs, scale.jobs, log):
+        if not launcher.run(jobs, log, f"{stage}-flatness"):
             return 1
         if pending:  # the stage did work: its time is this run's
-            timings[stage] = round(time.perf_counter() - start, 1)
+            key = f"{stage} ({args.benchmark})" if args.benchmark else stage
+            timings[key] = round(time.perf_counter() - start, 1)
             root.mkdir(parents=True, exist_ok=True)
             atomic_write_text(timings_path, json.dumps(timings, indent=1) + "\n")
-            log(f"stage {stage}: {timings[stage] / 60:.1f} min")
+            log(f"stage {stage}: {timings[key] / 60:.1f} min")
     if args.stage in ("all", "report"):
         start = time.perf_counter()
-        names = write_study(root, args.figures, scale, timings)
-        log(f"wrote {args.figures / 'STUDY.md'} and {len(names)} figures")
+        names = write_study(root, figures, scale, timings)
+        log(f"wrote {figures / 'STUDY.md'} and {len(names)} figures")
         log(f"stage report: {(time.perf_counter() - start) / 60:.1f} min")
     return 0
 
