@@ -25,10 +25,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from analysis.pipeline.jobs import Job, Resources, run_jobs
@@ -162,22 +164,36 @@ class JobTask(Checkpointable):
 
     def checkpoint(self, *args, **kwargs):
         """Stop the running command; the same job again, for submitit to requeue."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(self.grace_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            _stop(self._process, self.grace_s)
         return DelayedSubmission(JobTask(self.job, self.distributed, self.threads, self.grace_s))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_process": None}  # a process does not travel in a pickle
 
 
+def _exited(pid: int) -> bool:
+    """Whether child ``pid`` has exited, without reaping it (``WNOWAIT``): the ``Popen.wait``
+    that the preemption signal interrupted holds the Popen's lock and reaps it afterwards."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def _stop(process: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s`` seconds; returns once the process has exited."""
+    process.terminate()
+    deadline = time.monotonic() + grace_s
+    while not _exited(process.pid):
+        if time.monotonic() > deadline:
+            process.kill()
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 def slurm_parameters(resources: Resources, settings: LaunchSettings, name: str) -> dict:
-    """submitit ``AutoExecutor.update_parameters`` for jobs with ``resources``.
+    """submitit ``SlurmExecutor.update_parameters`` (sbatch's names) for jobs with ``resources``.
 
     One node: one task with all the job's GPUs (``torchrun`` starts the ranks). Several nodes:
     one task per GPU (SLURM starts the ranks), the node's CPUs shared among its tasks.
@@ -185,32 +201,42 @@ def slurm_parameters(resources: Resources, settings: LaunchSettings, name: str) 
     per_node = resources.gpus // resources.nodes
     tasks = per_node if resources.nodes > 1 else 1
     parameters = {
-        "name": name,
-        "timeout_min": max(1, round(resources.hours * 60)),
+        "job_name": name,
+        "time": max(1, round(resources.hours * 60)),
         "nodes": resources.nodes,
-        "tasks_per_node": tasks,
+        "ntasks_per_node": tasks,
         "cpus_per_task": max(1, resources.cpus // tasks),
-        "mem_gb": resources.mem_gb,
-        "slurm_array_parallelism": settings.array_parallelism,
-        "slurm_signal_delay_s": settings.signal_delay_s,
-        "slurm_additional_parameters": {"requeue": True},
+        "mem": f"{resources.mem_gb:g}GB",
+        "array_parallelism": settings.array_parallelism,
+        "signal_delay_s": settings.signal_delay_s,
+        "additional_parameters": {"requeue": True},
     }
     if per_node:
         parameters["gpus_per_node"] = per_node
     for key in ("partition", "account", "qos"):
         if getattr(settings, key):
-            parameters[f"slurm_{key}"] = getattr(settings, key)
+            parameters[key] = getattr(settings, key)
     if settings.setup:
-        parameters["slurm_setup"] = list(settings.setup)
+        parameters["setup"] = list(settings.setup)
     return parameters
+
+
+def _local_parameters(slurm: dict) -> dict:
+    """The parameters of submitit's local executor that stand for ``slurm``'s (one node)."""
+    return {
+        "timeout_min": slurm["time"],
+        "tasks_per_node": slurm["ntasks_per_node"],
+        "gpus_per_node": slurm.get("gpus_per_node", 0),
+        "signal_delay_s": slurm["signal_delay_s"],
+    }
 
 
 class SlurmLauncher:
     """The jobs on a SLURM cluster: one job array per group of pending jobs with the same
     resources, each task a :class:`JobTask`; waits for all, and names the log of each failure.
 
-    ``cluster`` is submitit's: ``slurm`` (the default), or ``local`` / ``debug`` to run the same
-    path on one machine (tests).
+    ``cluster`` is ``slurm`` (the default), or ``local`` for submitit's local executor, which
+    runs the same tasks on this machine (tests).
     """
 
     def __init__(
@@ -226,26 +252,26 @@ class SlurmLauncher:
         Raises:
             ConfigError: If SLURM is not there (no ``srun``/``sbatch`` on PATH).
         """
-        import submitit
-
         groups: dict[Resources, list[Job]] = {}
         for job in jobs:
             if not job.done():
                 groups.setdefault(job.resources, []).append(job)
         submitted = []
         for resources, group in groups.items():
-            try:
-                executor = submitit.AutoExecutor(
-                    self.folder / "%j",
-                    cluster=self.cluster,
-                    slurm_max_num_timeout=self.settings.max_timeouts,
-                )
-            except RuntimeError as error:  # submitit: 'Could not detect "srun"'
-                raise ConfigError(
-                    f"--launcher slurm needs SLURM's srun and sbatch on PATH ({error}); "
-                    "run the study on the cluster's login node"
-                ) from None
-            executor.update_parameters(**slurm_parameters(resources, self.settings, name))
+            parameters = slurm_parameters(resources, self.settings, name)
+            timeouts = self.settings.max_timeouts
+            if self.cluster == "local":
+                executor = submitit.LocalExecutor(self.folder / "%j", timeouts)
+                parameters = _local_parameters(parameters)
+            else:
+                try:
+                    executor = submitit.SlurmExecutor(self.folder / "%j", timeouts)
+                except RuntimeError as error:  # submitit: 'Could not detect "srun"'
+                    raise ConfigError(
+                        f"--launcher slurm needs SLURM's srun and sbatch on PATH ({error}); "
+                        "run the study on the cluster's login node"
+                    ) from None
+            executor.update_parameters(**parameters)
             distributed = resources.nodes > 1
             with executor.batch():
                 pending = [executor.submit(JobTask(j, distributed, self.threads)) for j in group]
@@ -261,8 +287,11 @@ class SlurmLauncher:
             try:
                 handle.result()
             except Exception as error:  # submitit: FailedJobError, UncompletedJobError
-                first = str(error).strip().splitlines()
-                log(f"FAILED: {job.name}; log: {handle.paths.stderr} ({first[0] if first else ''})")
+                why = next(  # the exception line of the task's trace, else the first line
+                    (line for line in str(error).splitlines() if line.startswith("RuntimeError")),
+                    str(error).strip().partition("\n")[0],
+                )
+                log(f"FAILED: {job.name}; log: {handle.paths.stderr} ({why})")
                 ok = False
         return ok
 
