@@ -517,6 +517,7 @@ def write_study(
         save_table(subsets, figures / FILES["subset_runs"], na_rep="nan")
     population = runs[runs.group == "population"].drop_duplicates("run")
     design = scale.population
+    flatness_of = next((b for b in (PRIMARY_BENCHMARK, *benchmarks) if b in benchmarks), "")
     settings = {
         "scale": scale.name,
         "design_version": DESIGN_VERSION,
@@ -535,7 +536,7 @@ def write_study(
         "population_grid": dataclasses.asdict(design) if design else None,
         "stage_seconds": stage_seconds or {},
         "configs": {b: _training_settings(root / b) for b in benchmarks},
-        "flatness": _flatness_settings(root / "flatness" / PRIMARY_BENCHMARK),
+        "flatness": _flatness_settings(root / "flatness" / flatness_of),
         "population_flatness": _flatness_settings(root / "flatness" / "population"),
     }
     atomic_write_text(figures / FILES["settings"], json.dumps(settings, indent=1) + "\n")
