@@ -12,6 +12,7 @@ numbers in the STUDY.md mean nothing, the chain is what is checked.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import subprocess
 import sys
@@ -43,12 +44,27 @@ def write_synthetic_cifar10(root: Path, images_per_file: int, seed: int = 0) -> 
     return folder
 
 
-def run(out: Path, images_per_file: int, launcher: str = "local") -> dict:
-    """Synthetic data, then the tiny paper-scale study under ``out``; the seconds of each part.
+def run(out: Path, images_per_file: int, device: str = "auto") -> dict:
+    """Synthetic data, then the tiny paper-scale study under ``out`` (which must be new or empty:
+    a study resumes, and a resumed chain checks nothing); the seconds of each part.
+
+    ``device``: ``cuda`` requires a GPU, ``cpu`` hides any, ``auto`` takes one if there is one
+    (the study's commands run with ``--device auto``).
 
     Raises:
-        RuntimeError: If the study fails (its log paths are in its stderr).
+        RuntimeError: If ``out`` holds files, the GPU is missing, or the study fails (its log
+            paths are in its stderr).
     """
+    if out.exists() and any(out.iterdir()):
+        raise RuntimeError(f"{out} is not empty; give a new folder")
+    env = dict(os.environ)
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda, but torch sees no GPU")
     began = time.perf_counter()
     write_synthetic_cifar10(out / "data" / "cifar", images_per_file)
     seconds = {"data": time.perf_counter() - began}
@@ -62,11 +78,9 @@ def run(out: Path, images_per_file: int, launcher: str = "local") -> dict:
         out / "figures",
         "--data-root",
         out / "data",
-        "--launcher",
-        launcher,
     )
     start = time.perf_counter()
-    code = subprocess.run(list(line)).returncode
+    code = subprocess.run(list(line), env=env).returncode
     seconds["study"] = time.perf_counter() - start
     if code != 0 or not (out / "figures" / "STUDY.md").is_file():
         raise RuntimeError(
@@ -75,17 +89,30 @@ def run(out: Path, images_per_file: int, launcher: str = "local") -> dict:
     return seconds
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder for data, runs, figures")
     parser.add_argument(
         "--images-per-file", type=int, default=16, help="images per batch file (default: 16)"
     )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="(default: auto)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="the same (it is tiny already)")
-    args = parser.parse_args(argv)
-    seconds = run(args.out, args.images_per_file)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        seconds = run(args.out, args.images_per_file, args.device)
+    except RuntimeError as error:
+        print(f"paper_study: error: {error}", file=sys.stderr)
+        return 1
     print(
-        f"tiny paper-scale study: data {seconds['data']:.1f} s, study {seconds['study']:.1f} s; "
+        f"tiny paper-scale study ({args.device}): data {seconds['data']:.1f} s, "
+        f"study {seconds['study']:.1f} s; "
         f"{args.out / 'figures' / 'STUDY.md'}"
     )
     return 0

@@ -316,3 +316,24 @@ def test_submitit_requeues_a_preempted_task_which_resumes(tmp_path, reference):
     assert job.done() and paths.result_pickle.exists()
     expected, actual = _state(reference), _state(run)
     assert all(torch.equal(expected[k], actual[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_a_benchmark_with_two_gpus_trains_under_torchrun_like_one_process(tmp_path, monkeypatch):
+    """A benchmark that asks for 2 GPUs per training job: the local launcher starts its runs
+    under torchrun (here 2 gloo processes on the CPU), which match the single-process run as
+    tests/training/test_distributed.py states: BatchNorm statistics are per rank, so the weights
+    are close, not equal."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    scale = replace(SCALES["tiny"], pairs={"digits": 1}, epochs={"digits": 1}, train_extra=())
+    for root, gpus in ((one, 0), (two, 2)):
+        digits = replace(BENCHMARKS["digits"], training=Resources(gpus=gpus))
+        monkeypatch.setitem(BENCHMARKS, "digits", digits)
+        (job,) = [j for j in paired_jobs(root, "digits", scale, "data") if " tet " in j.name]
+        assert ("torch.distributed.run" in launch_lines(job)[0]) == (gpus == 2)
+        assert LocalLauncher(1, root / "logs").run([job], print), log_path(root / "logs", job)
+    (a,), (b,) = ((root / "digits").glob("*-seed0") for root in (one, two))
+    a, b = _state(a), _state(b)
+    weights = [k for k in a if "weight" in k]
+    difference = sum((a[k].float() - b[k].float()).norm() for k in weights)
+    assert 0 < difference / sum(a[k].float().norm() for k in weights) < 0.05  # 0: one process
