@@ -36,6 +36,7 @@ from analysis.evidence.study_design import (
     SCALES,
     STAGES,
     flatness_jobs,
+    gpu_hours,
     paired_jobs,
     population_flatness_jobs,
     population_jobs,
@@ -82,8 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the paired design on this benchmark only, at the scale's pairs and epochs "
         "for it or else its own full design (default: the scale's benchmarks)",
     )
+    add(
+        "--plan",
+        action="store_true",
+        help="print each benchmark's runs, resources and GPU-hours (measured or the formula) "
+        "and exit",
+    )
     add_config_args(parser, LaunchSettings, title="where the jobs run")
     return parser
+
+
+def print_plan(scale) -> None:
+    """One line per benchmark of ``scale``: pairs, epochs, resources per job, GPU-hours."""
+    for name, pairs in scale.pairs.items():
+        benchmark = BENCHMARKS[name]
+        cost = gpu_hours(benchmark, pairs, scale.epochs.get(name) or benchmark.epochs)
+        hours = cost["gpu_hours"]
+        told = f"{hours:,.0f} GPU-hours" if hours is not None else f"unmeasured: {cost['formula']}"
+        if benchmark.training.gpus == 0:
+            told = "CPU jobs (make study's times: docs/evidence.md)"
+        train, measure = benchmark.training, benchmark.measuring
+        epochs = cost["epochs"] or "the config's"
+        print(
+            f"{name}: {cost['runs']} runs of {epochs} epochs "
+            f"({train.gpus} GPU, {train.cpus} CPUs, {train.mem_gb:g} GB, {train.hours:g} h per "
+            f"allocation) + {pairs} flatness jobs ({measure.gpus} GPU, {measure.hours:g} h); "
+            f"training {told}"
+        )
 
 
 def _stage_jobs(stage: str, root: Path, scale, data_root: str):
@@ -110,6 +136,9 @@ def _main(argv: list[str] | None = None) -> int:
         scale = scale.only(args.benchmark)
     default_figures = Path("figures") / f"study-{args.benchmark}" if args.benchmark else "figures"
     figures = Path(args.figures or default_figures)
+    if args.plan:
+        print_plan(scale)
+        return 0
     check_folders({"--runs": root, "--figures": figures})
     if launch.launcher == "slurm":
         launcher = SlurmLauncher(root / "slurm", launch)

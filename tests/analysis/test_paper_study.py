@@ -94,3 +94,18 @@ def test_paper_cost_is_unmeasured_until_a_gpu_measured_it():
     measured = replace(BENCHMARKS["imagenet-sew-resnet34"], seconds_per_epoch=1800.0)
     assert gpu_hours(measured)["gpu_hours"] == pytest.approx(12 * 120 * 1800 * 8 / 3600)
     assert SCALES["paper-tiny"].pairs == {"cifar10-resnet19": 2}
+
+
+def test_plan_prints_each_benchmark_and_its_cost(tmp_path):
+    result = subprocess.run(
+        [*STUDY, "--scale", "paper", "--plan", "--runs", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(SCALES["paper"].pairs)
+    assert "20 runs of 300 epochs (1 GPU, 8 CPUs, 32 GB, 24 h per allocation)" in lines[0]
+    assert "unmeasured: 20 runs x 300 epochs x seconds_per_epoch x 1 GPU / 3600" in lines[0]
+    assert not (tmp_path / "r").exists()  # a plan writes nothing
