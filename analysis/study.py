@@ -45,6 +45,7 @@ from analysis.evidence.study_design import (
 from analysis.evidence.study_report import write_study
 from analysis.pipeline.launch import LaunchSettings, LocalLauncher, SlurmLauncher
 from toolkit.command import ArgumentParser, check_folders, command
+from toolkit.errors import ConfigError
 from toolkit.io import atomic_write_text
 from toolkit.settings import add_config_args, config_from_args
 
@@ -139,6 +140,9 @@ def _main(argv: list[str] | None = None) -> int:
     if args.plan:
         print_plan(scale)
         return 0
+    for name in scale.pairs:
+        if BENCHMARKS[name].missing:
+            raise ConfigError(f"--benchmark {name} cannot run yet: {BENCHMARKS[name].missing}")
     check_folders({"--runs": root, "--figures": figures})
     if launch.launcher == "slurm":
         launcher = SlurmLauncher(root / "slurm", launch)

@@ -150,6 +150,8 @@ class Benchmark:
         why: Why these pairs and epochs (paper benchmarks).
         seconds_per_epoch: Measured seconds of one training epoch on ``training``'s GPUs (None:
             unmeasured), for :func:`gpu_hours`.
+        missing: What the toolkit lacks to run the study on it ("": nothing); ``--plan`` still
+            prices it, a run is refused with this reason.
     """
 
     name: str
@@ -167,6 +169,7 @@ class Benchmark:
     epochs: int | None = None
     why: str = ""
     seconds_per_epoch: float | None = None
+    missing: str = ""
 
     def data_args(self, pair: int, test_samples: int = TEST_SAMPLES) -> list[str]:
         """Training flags of pair ``pair``'s own data (MNIST-1D: and of the common test set)."""
@@ -266,6 +269,9 @@ BENCHMARKS = {
                 why="6 pairs: the fewest at which the exact sign-flip test can reach 5 % "
                 "(p = 2/2^6 = 0.031), for the cost of 12 ImageNet runs of the paper's 120 epochs "
                 "on 8 GPUs each; a verdict at this count needs every pair to agree in sign",
+                missing="ImageNet is streamed from disk: training has no train-split evaluation "
+                "(acc_gap) and the analyses, which take tensors, cannot load it "
+                "(training.data.datasets.dataset_for)",
             )
             for model, T in (("sew_resnet34", 4), ("spiking_resnet34", 6))
         ),

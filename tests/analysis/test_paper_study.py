@@ -70,6 +70,10 @@ def test_tiny_paper_study_end_to_end(tmp_path):
         (["--launcher", "slurm"], "--launcher slurm needs SLURM's srun and sbatch on PATH"),
         (["--benchmark", "cifar7"], "argument --benchmark: invalid choice: 'cifar7'"),
         (["--array-parallelism", "0"], "--array-parallelism must be >= 1"),
+        (
+            ["--benchmark", "imagenet-sew-resnet34"],
+            "--benchmark imagenet-sew-resnet34 cannot run yet: ImageNet is streamed from disk",
+        ),
     ],
 )
 def test_study_launcher_errors_are_one_line(tmp_path, argv, message):
