@@ -181,10 +181,10 @@ class Benchmark:
 
 
 _LARGE_FLATNESS = ("--batch-size", "64", "--dtype", "float32")
-"""Flatness of a paper model: the protocol's samples and probes, in float32 (float64 products of a
-ResNet-19 double backward do not pay on a GPU), 64 samples per forward pass (the double backward
-of T = 4 steps of a 32x32 ResNet-19 holds every step's activations); the results do not depend on
-the batch size."""
+"""Flatness of a paper model: the protocol's samples and probes in float32 (its default, stated so
+that a change of the default does not silently make a paper job float64), 64 samples per forward
+pass (the double backward of T = 4 steps of a 32x32 ResNet-19 holds every step's activations; a
+guess, unmeasured); the results do not depend on the batch size."""
 _PAPER_TRAIN = ("--eval-train", "--test-every", "10")
 """The study's endpoints need the train split in eval mode after the last epoch (``acc_gap``),
 which the paper presets leave out; the test split is scored every 10 epochs and after the last."""

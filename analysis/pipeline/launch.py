@@ -48,8 +48,12 @@ __all__ = [
     "torchrun_line",
 ]
 
-PREEMPTION_SIGNAL = signal.SIGUSR2
-"""What submitit asks SLURM to send before a time limit (``--signal=USR2@<delay>``)."""
+SLURM_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+"""What SLURM sends a job's processes before it stops them: ``USR2`` before the time limit
+(submitit's ``--signal=USR2@<delay>``), ``SIGTERM`` at preemption or cancellation. A job's
+command ignores both: the task stops it (``checkpoint()``), or SLURM kills it, and either way the
+requeued command resumes from its files; a command that died of the signal would instead make the
+task report a failure while SLURM requeues it."""
 
 
 @dataclass(frozen=True)
@@ -116,21 +120,23 @@ class LocalLauncher:
         return run_jobs(local, self.parallel, log, self.threads, self.logs)
 
 
-def _ignore_preemption_signal() -> None:  # in the child, before exec: the task stops it itself
-    signal.signal(PREEMPTION_SIGNAL, signal.SIG_IGN)
+def _ignore_slurm_signals() -> None:  # in the child, before exec (ignoring survives exec)
+    for number in SLURM_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 class JobTask(Checkpointable):
     """One job as a submitit task: its command lines in order, then its marker.
 
-    Calling it runs the lines not done (nothing when the job's outputs exist, e.g. after a
-    requeue that came after the last command). ``threads`` sets ``OMP_NUM_THREADS``. With
+    Calling it runs the job's command lines (``launch_lines``), unless its outputs exist (a
+    requeue after the last command); ``threads`` sets ``OMP_NUM_THREADS``. With
     ``distributed`` the task is one rank of a multi-node job: it exports the rank's
     ``torch.distributed`` variables from the SLURM environment, and only rank 0 writes the marker.
 
     ``checkpoint()`` is submitit's preemption and time-limit hook: it stops the running command
-    (SIGTERM, then SIGKILL after ``grace_s``) and returns a ``DelayedSubmission`` of a fresh task
-    of the same job, which submitit requeues; the command then resumes from its own checkpoint.
+    (SIGINT, on which the toolkit's commands stop cleanly, then SIGKILL after ``grace_s``) and
+    returns a ``DelayedSubmission`` of a fresh task of the same job, which submitit requeues; the
+    command then resumes from its own checkpoint. The commands ignore :data:`SLURM_SIGNALS`.
     """
 
     def __init__(
@@ -151,9 +157,7 @@ class JobTask(Checkpointable):
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
         for line in lines:
             print(f"$ {' '.join(line)}", file=sys.stderr, flush=True)
-            self._process = subprocess.Popen(
-                list(line), env=env, preexec_fn=_ignore_preemption_signal
-            )
+            self._process = subprocess.Popen(list(line), env=env, preexec_fn=_ignore_slurm_signals)
             code = self._process.wait()
             self._process = None
             if code != 0:
@@ -182,8 +186,8 @@ def _exited(pid: int) -> bool:
 
 
 def _stop(process: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM, then SIGKILL after ``grace_s`` seconds; returns once the process has exited."""
-    process.terminate()
+    """SIGINT, then SIGKILL after ``grace_s`` seconds; returns once the process has exited."""
+    process.send_signal(signal.SIGINT)
     deadline = time.monotonic() + grace_s
     while not _exited(process.pid):
         if time.monotonic() > deadline:

@@ -202,11 +202,17 @@ def test_checkpoint_stops_the_command_and_resubmits_the_same_job(tmp_path):
     deadline = time.time() + 30
     while task._process is None and time.time() < deadline:
         time.sleep(0.01)
+    time.sleep(0.5)  # the child has exec'd python
+    pid = task._process.pid
+    for number in (signal.SIGTERM, signal.SIGUSR2):  # what SLURM sends: ignored
+        os.kill(pid, number)
+    time.sleep(0.3)
+    assert os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
     began = time.perf_counter()
     delayed = task.checkpoint()
     thread.join(10)
     assert time.perf_counter() - began < 5 and not thread.is_alive()
-    assert errors and "exit status -15" in errors[0]  # stopped by SIGTERM
+    assert errors and "exit status -2" in errors[0]  # stopped by SIGINT
     assert isinstance(delayed, DelayedSubmission) and isinstance(delayed.function, JobTask)
     again = delayed.function
     assert again.job == job and again.threads == 2 and again._process is None
