@@ -43,7 +43,7 @@ from analysis.evidence.study_design import (
     subset_jobs,
 )
 from analysis.evidence.study_report import write_study
-from analysis.pipeline.launch import LaunchSettings, LocalLauncher, SlurmLauncher
+from analysis.pipeline.launch import LaunchSettings, launcher_for
 from toolkit.command import ArgumentParser, check_folders, command
 from toolkit.errors import ConfigError
 from toolkit.io import atomic_write_text
@@ -144,10 +144,7 @@ def _main(argv: list[str] | None = None) -> int:
         if BENCHMARKS[name].missing:
             raise ConfigError(f"--benchmark {name} cannot run yet: {BENCHMARKS[name].missing}")
     check_folders({"--runs": root, "--figures": figures})
-    if launch.launcher == "slurm":
-        launcher = SlurmLauncher(root / "slurm", launch)
-    else:
-        launcher = LocalLauncher(scale.jobs, root / "logs")
+    launcher = launcher_for(launch, root, scale.jobs)
 
     def log(message: str) -> None:
         print(f"[study {time.perf_counter() - began:5.0f} s] {message}", file=sys.stderr)

@@ -1,22 +1,22 @@
 """Launchers: how a stage's jobs run, on this machine or on a SLURM cluster (through submitit).
 
 A pipeline hands each stage's :class:`~analysis.pipeline.jobs.Job` list to one launcher
-(:data:`LAUNCHERS`); the launcher skips the jobs whose outputs exist and runs the rest. What a job
-runs is decided in one place, :func:`launch_lines`: its command lines as they are, or, for a job
-that asks for several GPUs on one node, the same lines under ``torchrun --standalone``.
+(:func:`launcher_for` picks it by the ``--launcher`` flag), which skips the jobs whose outputs
+exist and runs the rest. What a job runs is decided in one place, :func:`launch_lines`: its command
+lines as they are, or, for a job that asks for several GPUs on one node, the same lines under
+``torchrun --standalone``.
 
 - ``local`` (:class:`LocalLauncher`, the default): the toolkit's pool of subprocesses
   (:func:`~analysis.pipeline.jobs.run_jobs`), a few at a time, one log file per job.
 - ``slurm`` (:class:`SlurmLauncher`): submitit's executor (Meta, MIT). The pending jobs of a
   stage with the same :class:`~analysis.pipeline.jobs.Resources` go to SLURM as one job array;
   each array task is a :class:`JobTask`, which runs the job's command lines and implements
-  submitit's ``Checkpointable``: on preemption or at the time limit submitit calls its
-  ``checkpoint()`` (stop the command, resubmit the same task) and requeues the job, and the
-  command resumes from its own checkpoint (``training/run.py --resume``). A job on several nodes
-  runs one task per GPU, each a DDP rank whose ``MASTER_ADDR``/``RANK``/``WORLD_SIZE`` come from
-  submitit's ``TorchDistributedEnvironment``. Logs: ``<folder>/<job id>_0_log.{out,err}``, named
-  on failure.
-
+  submitit's ``Checkpointable``: before the time limit submitit calls its ``checkpoint()``
+  (stop the command, resubmit the same task) and requeues the job (at preemption SLURM requeues
+  it), and the command resumes from its own checkpoint (``training/run.py --resume``). A job on
+  several nodes runs one task per GPU, each a DDP rank whose ``MASTER_ADDR``/``RANK``/
+  ``WORLD_SIZE`` come from submitit's ``TorchDistributedEnvironment``. Logs:
+  ``<folder>/<job id>_0_log.{out,err}``, named on failure.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from toolkit.errors import ConfigError
 from toolkit.settings import check, option
 
 __all__ = [
-    "LAUNCHERS",
     "JobTask",
     "LaunchSettings",
     "LocalLauncher",
     "SlurmLauncher",
     "launch_lines",
+    "launcher_for",
     "slurm_parameters",
     "torchrun_line",
 ]
@@ -300,5 +300,12 @@ class SlurmLauncher:
         return ok
 
 
-LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}
-"""The launchers by ``--launcher`` name."""
+def launcher_for(
+    settings: LaunchSettings, root: Path, parallel: int
+) -> LocalLauncher | SlurmLauncher:
+    """The launcher ``settings.launcher`` names, for a pipeline writing under ``root``: local
+    (``parallel`` jobs at a time, logs in ``root/logs``) or slurm (submitit's files and logs in
+    ``root/slurm``)."""
+    if settings.launcher == "slurm":
+        return SlurmLauncher(root / "slurm", settings)
+    return LocalLauncher(parallel, root / "logs")
