@@ -343,3 +343,32 @@ def test_a_benchmark_with_two_gpus_trains_under_torchrun_like_one_process(tmp_pa
     weights = [k for k in a if "weight" in k]
     difference = sum((a[k].float() - b[k].float()).norm() for k in weights)
     assert 0 < difference / sum(a[k].float().norm() for k in weights) < 0.05  # 0: one process
+
+
+@pytest.mark.slow
+def test_slurm_task_layout_two_ranks_train_like_one_process(tmp_path):
+    """The multi-node path: each task of the job is one DDP rank and exports its env://
+    variables from the job environment (submitit's TorchDistributedEnvironment), then runs the
+    plain training line. Two tasks of submitit's local executor stand for two SLURM tasks (gloo
+    on the CPU); only rank 0 writes the marker."""
+    import submitit
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    (single,) = [j for j in paired_jobs(one, "digits", _one_epoch(), "data") if " tet " in j.name]
+    assert LocalLauncher(1, one / "logs").run([single], print)
+    (job,) = [j for j in paired_jobs(two, "digits", _one_epoch(), "data") if " tet " in j.name]
+    executor = submitit.LocalExecutor(tmp_path / "submitit" / "%j")
+    executor.update_parameters(tasks_per_node=2, timeout_min=10)
+    handle = executor.submit(JobTask(job, distributed=True))
+    assert handle.results() == ["ran", "ran"], handle.stderr()
+    assert job.done()
+    log = "".join(Path(p).read_text() for p in (tmp_path / "submitit").rglob("*_log.err"))
+    assert log.count("training/run.py") == 2  # each task ran the plain line, no torchrun
+    a, b = (_state(next((root / "digits").glob("*-seed0"))) for root in (one, two))
+    weights = [k for k in a if "weight" in k]
+    difference = sum((a[k].float() - b[k].float()).norm() for k in weights)
+    assert 0 < difference / sum(a[k].float().norm() for k in weights) < 0.05  # 0: one process
+
+
+def _one_epoch():
+    return replace(SCALES["tiny"], pairs={"digits": 1}, epochs={"digits": 1}, train_extra=())
