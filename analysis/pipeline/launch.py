@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import submitit
@@ -116,7 +116,7 @@ class LocalLauncher:
         for job in jobs:
             if job.resources.nodes > 1 and not job.done():
                 raise ConfigError(f"{job.name} needs {job.resources.nodes} nodes; use SLURM")
-        local = [Job(j.name, launch_lines(j), j.outputs, j.marker, j.resources) for j in jobs]
+        local = [replace(job, commands=launch_lines(job)) for job in jobs]
         return run_jobs(local, self.parallel, log, self.threads, self.logs)
 
 
