@@ -286,7 +286,7 @@ def scale_banner(settings: dict) -> list[str]:
         f"Scale `{settings['scale']}`: paired seeds per benchmark {pairs}; "
         f"{settings.get('population_counts', {}).get('runs', 0)} population runs on MNIST-1D."
     )
-    if settings["scale"] != "full":
+    if settings["scale"] not in ("full", "paper"):  # paper: the paper benchmarks at full size
         full = SCALES["full"]
         text += (
             " This is a reduced run (fewer pairs and epochs, cheaper flatness settings) than the "
