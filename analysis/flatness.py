@@ -24,26 +24,38 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from analysis.cli.checkpoint_command import CheckpointCommand, Task
 from analysis.measures.flatness import HEADER, SUBSETS, FlatnessSettings, checkpoint_rows
 from analysis.measures.registry import describe, loss_measures
+from toolkit.io import to_plain
 
 
 def run(task: Task) -> int:
-    """Every measure of every loss of every checkpoint; the CSV and the JSON."""
+    """Every measure of every loss of every checkpoint; the CSV and the JSON. Each checkpoint's
+    rows are kept as they are done, so a killed run, started again, skips the checkpoints it
+    measured."""
     settings, rows, records, began = task.settings, [], [], time.perf_counter()
-    for checkpoint in task.checkpoints:
+    for index, checkpoint in enumerate(task.checkpoints):
+        done = task.partial(index, checkpoint, settings.to_dict())
+        if done is not None:
+            rows += done["rows"]
+            records.append(done["record"])
+            if not task.evaluation.quiet:
+                print(f"[flatness] {checkpoint.path}: measured before, reused", file=sys.stderr)
+            continue
         start = time.perf_counter()
         inputs = {subset: task.input(checkpoint, settings.data_spec(subset)) for subset in SUBSETS}
         input = inputs["main"]
-        rows += checkpoint_rows(inputs, settings, task.evaluation)
+        mine = checkpoint_rows(inputs, settings, task.evaluation)
         seconds = time.perf_counter() - start
-        config = checkpoint.config
-        records.append(
+        record = to_plain(  # as the JSON holds it
             {
                 "checkpoint": str(checkpoint.path),
                 "data": input.data,
-                "config": config,
+                "config": checkpoint.config,
                 "seconds": seconds,
             }
         )
+        task.save_partial(index, checkpoint, settings.to_dict(), {"rows": mine, "record": record})
+        rows += mine
+        records.append(record)
         if not task.evaluation.quiet:
             print(f"[flatness] {checkpoint.path}: {seconds:.1f} s", file=sys.stderr)
     task.write_csv("flatness.csv", HEADER, rows)
@@ -56,6 +68,7 @@ def run(task: Task) -> int:
         checkpoints=records,
         seconds=time.perf_counter() - began,
     )
+    task.clear_partials()
     print(f"wrote {task.out / 'flatness.csv'} ({len(rows)} rows)", file=sys.stderr)
     return 0
 

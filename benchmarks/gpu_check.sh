@@ -5,8 +5,11 @@
 #   - batched Hessian-vector products: per-product speedup of matmat (k=16) over single products on
 #     the width-1/16 spiking ResNet-19 at T=2, then the Hessian command's default work (top-5 and
 #     Hutch++ 99) batched against one product at a time;
-#   - the surface engine: ResNet-19 (T=2) grid points/s, stacked points against the plain loop.
-# The limits sum to 970 s; on an H200 the whole script is expected to take well under 8 minutes.
+#   - the surface engine: ResNet-19 (T=2) grid points/s, stacked points against the plain loop;
+#   - the paper-scale study's whole chain, tiny (issue 19): synthetic CIFAR-10 files, the
+#     cifar10-resnet19 preset at width 1/16, T=2, 1 epoch, 2 pairs, trained and measured on the
+#     GPU through the local launcher into a STUDY.md (docs/cluster.md).
+# The limits sum to 1210 s; on an H200 the whole script is expected to take well under 10 minutes.
 #
 # Usage (from anywhere):
 #   bash benchmarks/gpu_check.sh             # on a CUDA machine
@@ -24,6 +27,7 @@ FULL="--device cuda --width 1 --batch-size 128 --T 4 --image-size 32"
 EAGER="--only ours --no-check --warmup 5 --steps 50 --repeats 4"
 COMPILED="--only ours --no-check --warmup 3 --steps 25 --repeats 4"  # warm-up includes compiling
 HVP="--model resnet19 --device cuda --samples 256 --batch-size 128 --k 16"
+PAPER_OUT="${TMPDIR:-/tmp}/tet-paper-study.$$"  # fresh (paper_study refuses a used folder)
 # "time limit in seconds | module under benchmarks/ | arguments"
 COMMANDS=(
   "70|train_throughput|$FULL $EAGER --no-bf16 --no-compile"
@@ -34,6 +38,7 @@ COMMANDS=(
   "80|hessian_batched|$HVP --skip-command"
   "120|hessian_batched|$HVP"
   "300|surface_gpu|--device cuda --width 1 --T 2 --samples 512 --batch-size 256 --points 32 --points-per-forward 16"
+  "240|paper_study|--device cuda --out $PAPER_OUT"
 )
 
 status=0
@@ -46,7 +51,7 @@ for entry in "${COMMANDS[@]}"; do
   if [ "$MODE" = "--dry-run" ]; then
     case "$args" in *"--compile"*) echo "== skipped in dry run (compile): $args"; continue ;; esac
     args="${args//--device cuda/--device cpu} --dry-run"
-    [ "$module" = "surface_gpu" ] || args="$args --threads 1"
+    case "$module" in surface_gpu | paper_study) ;; *) args="$args --threads 1" ;; esac
   fi
   echo "== python -m benchmarks.$module $args"
   # shellcheck disable=SC2086  # word splitting of $args is intended

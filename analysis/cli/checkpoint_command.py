@@ -15,13 +15,15 @@ way for every command:
 4. every checkpoint is read once (its sha256 from the same bytes) and checked, before any
    compute; a missing, corrupt, malicious or inconsistent one is one line and exit 2;
 5. ``run(task)`` computes and writes through :class:`Task` (atomic CSV and JSON with the
-   provenance envelope); errors are one line with exit 1, Ctrl-C exit 130.
+   provenance envelope, and per-checkpoint partial results that a killed run reuses); errors are
+   one line with exit 1, Ctrl-C exit 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,13 +39,16 @@ from analysis.measures.inputs import (
     resolve_dtype,
 )
 from toolkit.command import ArgumentParser, add_output_args, command, envelope, prepare_output
-from toolkit.io import resolve_device, save_json, write_csv
+from toolkit.io import atomic_write, resolve_device, save_json, write_csv
 from toolkit.settings import add_config_args, config_from_args
 from training.runs import checkpoint as checkpoints
 from training.runs.checkpoint import Checkpoint
 from training.runs.layout import RunFiles
 
-__all__ = ["CheckpointCommand", "Task", "default_out"]
+__all__ = ["CheckpointCommand", "PARTIAL", "Task", "default_out"]
+
+PARTIAL = ".partial"
+"""Folder of a command's per-checkpoint partial results inside its output folder."""
 
 
 def default_out(path: Path) -> Path:
@@ -83,6 +88,45 @@ class Task:
     def write_csv(self, name: str, columns: Sequence[str], rows: list[dict]) -> Path:
         """Rows (dicts) as ``out/name``, atomically, in ``columns`` order."""
         return write_csv(self.out / name, columns, [[row[c] for c in columns] for row in rows])
+
+    def partial(self, index: int, checkpoint: Checkpoint, settings: dict):
+        """The partial result saved for input ``index`` by an earlier, killed run of the same
+        computation (the same checkpoint bytes, ``settings``, data flags, dtype and device), or
+        None. Reused even with ``--overwrite``: it is what computing again gives."""
+        path = self._partial_path(index)
+        if not path.is_file():
+            return None
+        import torch
+
+        saved = torch.load(path, weights_only=True)
+        return saved["value"] if saved["key"] == self._partial_key(checkpoint, settings) else None
+
+    def save_partial(self, index: int, checkpoint: Checkpoint, settings: dict, value) -> None:
+        """Keep ``value`` (plain types: NaN survives) for input ``index``, atomically, until
+        :meth:`clear_partials`."""
+        import torch
+
+        payload = {"key": self._partial_key(checkpoint, settings), "value": value}
+        self._partial_path(index).parent.mkdir(exist_ok=True)
+        atomic_write(self._partial_path(index), lambda file: torch.save(payload, file))
+
+    def clear_partials(self) -> None:
+        """Delete the partial results (after the outputs were written)."""
+        shutil.rmtree(self.out / PARTIAL, ignore_errors=True)
+
+    def _partial_path(self, index: int) -> Path:
+        return self.out / PARTIAL / f"{index:04d}.pt"
+
+    def _partial_key(self, checkpoint: Checkpoint, settings: dict) -> dict:
+        evaluation = dataclasses.asdict(self.evaluation)
+        evaluation = {k: str(v) for k, v in evaluation.items() if k != "quiet"}
+        data = {k: str(v) for k, v in dataclasses.asdict(self.data).items()}
+        return {
+            "checkpoint": checkpoint.sha256,
+            "settings": {k: str(v) for k, v in settings.items()},
+            "data": data,
+            "evaluation": evaluation,
+        }
 
     def write_json(self, name: str, kind: str, settings: dict | None = None, **entries) -> Path:
         """``out/name`` with the provenance envelope around ``entries``; ``settings`` default to

@@ -18,6 +18,16 @@ data order) *and on its own data*, so the intervals cover seeds and data:
 - ``mnist1d_sequence`` (temporal input): ``configs/mnist1d_sequence.json``, chosen by the protocol
   in ``configs/README.md``; pairs as ``mnist1d``; 12 pairs.
 
+**Paper scale** (issue 19; scale ``paper``, ``--benchmark NAME``, docs/cluster.md): the same
+paired design, endpoints, rules and margins on the paper's benchmarks, each a
+:class:`Benchmark` of the registry with its preset, pairs, flatness flags and resources per job:
+ResNet-19 on CIFAR-10 and CIFAR-100 (T 4) and VGGSNN on CIFAR10-DVS, 10 pairs of 300 epochs each
+(:data:`PAPER_BENCHMARKS`: 10 is the fewest pairs at which the exact sign-flip test reaches
+p = 0.002; 300 epochs is the paper's schedule); SEW- and Spiking-ResNet-34 on ImageNet, 6 pairs of
+120 epochs on 8 GPUs each (priced, not yet runnable: :attr:`Benchmark.missing`). Every pair trains
+on the dataset's fixed split, so these intervals cover seeds, not data. The small benchmarks'
+numbers above are unchanged by it.
+
 **Primary endpoints** (:data:`PRIMARY_ENDPOINTS`), per benchmark, each its own claim of the paper
 and decided by its own sign-flip p-value at 5 %:
 
@@ -74,17 +84,20 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from analysis.pipeline.jobs import REPO, Job, command_line
+from analysis.pipeline.jobs import REPO, Job, Resources, command_line
 
 __all__ = [
     "DESIGN_VERSION",
     "DESIGN_COMMITTED",
     "BENCHMARKS",
     "PRIMARY_BENCHMARK",
+    "SMALL_BENCHMARKS",
+    "PAPER_BENCHMARKS",
     "Benchmark",
+    "gpu_hours",
     "PRIMARY_ENDPOINTS",
     "CLAIMS",
     "DESCRIPTIVE",
@@ -123,31 +136,99 @@ TEST_SAMPLES = 20_000
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark of the paired design.
+    """One benchmark of the paired design: what trains, how many pairs, how its flatness is
+    measured and what one job needs on a cluster.
 
     Attributes:
-        name: Folder and label.
-        config: Committed training config (None: the training defaults).
+        name: Folder, label and ``--benchmark`` key.
+        config: Committed training config (None: the training defaults or ``preset``).
         pairs: Paired seeds at full scale.
         description: One line for the report.
+        stage: The study stage that runs it (``paired`` or ``temporal``).
+        preset: ``training/run.py --preset`` it trains (its TET preset; SDT runs add
+            ``--method sdt``, everything else the same), or None.
+        data: How a pair's data is chosen: ``digits`` (its own stratified split), ``mnist1d`` (its
+            own generated draw, the common test set) or ``fixed`` (the dataset's own train/test
+            split for every pair: intervals cover seeds, not data).
+        data_folder: Folder under the study's ``--data-root`` holding the dataset ("": the
+            data root itself).
+        train_flags: Extra ``training/run.py`` flags of every run.
+        flatness: ``analysis/flatness.py`` flags of its paired runs (before the scale's own).
+        training: Resources of one training job.
+        measuring: Resources of one flatness job (one pair's two checkpoints).
+        epochs: Training epochs at full scale (None: the config's or preset's).
+        why: Why these pairs and epochs (paper benchmarks).
+        seconds_per_epoch: Measured seconds of one training epoch on ``training``'s GPUs (None:
+            unmeasured), for :func:`gpu_hours`.
+        missing: What the toolkit lacks to run the study on it ("": nothing); ``--plan`` still
+            prices it, a run is refused with this reason.
     """
 
     name: str
     config: Path | None
     pairs: int
     description: str
+    stage: str = "paired"
+    preset: str | None = None
+    data: str = "mnist1d"
+    data_folder: str = ""
+    train_flags: tuple = ()
+    flatness: tuple = ()
+    training: Resources = Resources()
+    measuring: Resources = Resources()
+    epochs: int | None = None
+    why: str = ""
+    seconds_per_epoch: float | None = None
+    missing: str = ""
 
     def data_args(self, pair: int, test_samples: int = TEST_SAMPLES) -> list[str]:
         """Training flags of pair ``pair``'s own data (MNIST-1D: and of the common test set)."""
-        if self.name == "digits":
+        if self.data == "digits":
             return ["--digits-split-seed", str(pair)]
+        if self.data == "fixed":
+            return []
         return ["--mnist1d-seed", str(1000 + pair), "--mnist1d-test-samples", str(test_samples)]
+
+
+_LARGE_FLATNESS = ("--batch-size", "64", "--dtype", "float32")
+"""Flatness of a paper model: the protocol's samples and probes in float32 (its default, stated so
+that a change of the default does not silently make a paper job float64), 64 samples per forward
+pass (the double backward of T = 4 steps of a 32x32 ResNet-19 holds every step's activations; a
+guess, unmeasured); the results do not depend on the batch size."""
+_PAPER_TRAIN = ("--eval-train", "--test-every", "10")
+"""The study's endpoints need the train split in eval mode after the last epoch (``acc_gap``),
+which the paper presets leave out; the test split is scored every 10 epochs and after the last."""
+_PAPER_WHY = (
+    "10 pairs: the fewest at which the exact sign-flip test of a paired difference reaches "
+    "p = 2/2^10 = 0.002, so that a benchmark's primary endpoints survive the 5 % level with room "
+    "and the Westfall-Young family has more than a handful of sign patterns; 20 runs of {epochs} "
+    "epochs, the paper's schedule (a shorter one changes the minima the claim is about)"
+)
+
+
+def _paper(name: str, preset: str, description: str, **fields) -> Benchmark:
+    defaults = {
+        "config": None,
+        "pairs": 10,
+        "preset": preset,
+        "data": "fixed",
+        "train_flags": _PAPER_TRAIN,
+        "flatness": _LARGE_FLATNESS,
+        "training": Resources(gpus=1, cpus=8, mem_gb=32, hours=24),
+        "measuring": Resources(gpus=1, cpus=8, mem_gb=64, hours=12),
+        "epochs": 300,
+    }
+    merged = {**defaults, **fields}
+    merged.setdefault("why", _PAPER_WHY.format(epochs=merged["epochs"]))
+    return Benchmark(name, description=description, **merged)
 
 
 BENCHMARKS = {
     b.name: b
     for b in (
-        Benchmark("digits", None, 12, "sklearn digits, own stratified split per pair"),
+        Benchmark(
+            "digits", None, 12, "sklearn digits, own stratified split per pair", data="digits"
+        ),
         Benchmark(
             "mnist1d",
             CONFIGS / "mnist1d.json",
@@ -159,9 +240,58 @@ BENCHMARKS = {
             CONFIGS / "mnist1d_sequence.json",
             12,
             "MNIST-1D sequence encoding (temporal input), own draw per pair, common test set",
+            stage="temporal",
+        ),
+        _paper(
+            "cifar10-resnet19",
+            "cifar10-resnet19-T4-tet",
+            "ResNet-19 on CIFAR-10 (T 4, the paper's preset), the fixed split: intervals cover "
+            "seeds, not data",
+            data_folder="cifar",
+        ),
+        _paper(
+            "cifar100-resnet19",
+            "cifar100-resnet19-T4-tet",
+            "ResNet-19 on CIFAR-100 (T 4, the paper's preset), the fixed split: intervals cover "
+            "seeds, not data",
+            data_folder="cifar",
+        ),
+        _paper(
+            "cifar10dvs-vggsnn",
+            "dvs-vggsnn-tet",
+            "VGGSNN on CIFAR10-DVS (48x48, 10 frames, the paper's preset), the fixed 9:1 split: "
+            "intervals cover seeds, not data",
+            data_folder="cifar10_dvs",
+            flatness=("--batch-size", "32", "--dtype", "float32"),
+        ),
+        *(
+            _paper(
+                f"imagenet-{model.replace('_', '-')}",
+                f"imagenet-{model}-T{T}-tet",
+                f"{model} on ImageNet (T {T}, the paper's preset, 8 GPUs per run), the fixed "
+                "split: intervals cover seeds, not data",
+                pairs=6,
+                epochs=120,
+                data_folder="imagenet",
+                flatness=("--batch-size", "16", "--dtype", "float32"),
+                training=Resources(gpus=8, cpus=64, mem_gb=256, hours=48),
+                measuring=Resources(gpus=1, cpus=16, mem_gb=128, hours=24),
+                why="6 pairs: the fewest at which the exact sign-flip test can reach 5 % "
+                "(p = 2/2^6 = 0.031), for the cost of 12 ImageNet runs of the paper's 120 epochs "
+                "on 8 GPUs each; a verdict at this count needs every pair to agree in sign",
+                missing="ImageNet is streamed from disk: training has no train-split evaluation "
+                "(acc_gap) and the analyses, which take tensors, cannot load it "
+                "(training.data.datasets.dataset_for)",
+            )
+            for model, T in (("sew_resnet34", 4), ("spiking_resnet34", 6))
         ),
     )
 }
+SMALL_BENCHMARKS = ("digits", "mnist1d", "mnist1d_sequence")
+"""The benchmarks of ``make study`` (every committed scale but the paper ones)."""
+PAPER_BENCHMARKS = ("cifar10-resnet19", "cifar100-resnet19", "cifar10dvs-vggsnn")
+"""The paper-scale study (scale ``paper``): the paper's own CIFAR and CIFAR10-DVS benchmarks.
+The ImageNet benchmarks run with ``--benchmark`` only."""
 PRIMARY_BENCHMARK = "mnist1d"
 
 PRIMARY_ENDPOINTS = ("test_acc", "acc_gap", "normalized_lambda_max/l_sdt")
@@ -240,11 +370,11 @@ class StudyScale:
         population_flatness: ``analysis/flatness.py`` flags of the population.
         subsets: Whether to run the subset check.
         train_extra: Extra ``training/run.py`` flags (tiny scales only).
-        jobs: Subprocesses at a time.
+        jobs: Subprocesses at a time (the local launcher).
     """
 
     name: str = "full"
-    pairs: dict = field(default_factory=lambda: {b: BENCHMARKS[b].pairs for b in BENCHMARKS})
+    pairs: dict = field(default_factory=lambda: {b: BENCHMARKS[b].pairs for b in SMALL_BENCHMARKS})
     epochs: dict = field(default_factory=dict)
     test_samples: int = TEST_SAMPLES
     mnist1d_samples: int | None = None
@@ -254,6 +384,12 @@ class StudyScale:
     subsets: bool = True
     train_extra: tuple = ()
     jobs: int = 2
+
+    def only(self, name: str) -> StudyScale:
+        """This scale on benchmark ``name`` alone (``--benchmark``): its pairs and epochs here,
+        else the benchmark's full design; no population, no subset check."""
+        pairs = {name: self.pairs.get(name, BENCHMARKS[name].pairs)}
+        return replace(self, pairs=pairs, population=None, subsets=False)
 
 
 _TINY_FLATNESS = (
@@ -276,6 +412,14 @@ _TINY_FLATNESS = (
     "--average-samples",
     "2",
 )
+
+_PAPER_TINY_FLATNESS = (
+    *("--samples", "8", "--ascent-samples", "8", "--batch-size", "8", "--no-per-step"),
+    *("--trace-matvecs", "4", "--lanczos-max-steps", "3", "--epsilon-steps", "1"),
+    *("--adaptive-steps", "1", "--adaptive-restarts", "1", "--adaptive-sweep"),
+    *("--average-samples", "2"),
+)
+"""The smallest flatness settings that run every measure (a chain check, not a measurement)."""
 
 SCALES = {
     "full": StudyScale(),
@@ -313,6 +457,35 @@ SCALES = {
         flatness=_TINY_FLATNESS,
         population_flatness=(*_TINY_FLATNESS, "--no-per-step", "--fixed-tet-lambda", "0.05"),
         train_extra=("--steps-per-epoch", "3", "--no-gradient-stats"),
+    ),
+    # the paper-scale study (docs/cluster.md): every paper benchmark at its own pairs and
+    # epochs, on a cluster (python analysis/study.py --scale paper --launcher slurm)
+    "paper": StudyScale(
+        name="paper",
+        pairs={b: BENCHMARKS[b].pairs for b in PAPER_BENCHMARKS},
+        epochs={b: BENCHMARKS[b].epochs for b in PAPER_BENCHMARKS},
+        population=None,
+        subsets=False,
+    ),
+    # the paper-scale chain, tiny: ResNet-19 at width 1/16, T 2, 1 epoch of 2 steps, 2 pairs, on
+    # whatever CIFAR-10 files --data-root holds (the tests write synthetic ones)
+    "paper-tiny": StudyScale(
+        name="paper-tiny",
+        pairs={"cifar10-resnet19": 2},
+        epochs={"cifar10-resnet19": 1},
+        population=None,
+        flatness=_PAPER_TINY_FLATNESS,
+        subsets=False,
+        train_extra=(
+            "--width",
+            "0.0625",
+            "--T",
+            "2",
+            "--batch-size",
+            "8",
+            "--steps-per-epoch",
+            "2",
+        ),
     ),
 }
 
@@ -378,13 +551,18 @@ def _train(argv: list, scale: StudyScale) -> tuple[tuple[str, ...]]:
 
 def _benchmark_args(benchmark: Benchmark, scale: StudyScale, data_root: str) -> list[str]:
     args = ["--config", str(benchmark.config)] if benchmark.config else []
+    if benchmark.preset:
+        args += ["--preset", benchmark.preset]
     epochs = scale.epochs.get(benchmark.name)
     if epochs:
         args += ["--epochs", str(epochs)]
-    if benchmark.name != "digits":
+    if benchmark.data == "mnist1d":
         if scale.mnist1d_samples:
             args += ["--mnist1d-samples", str(scale.mnist1d_samples)]
         args += ["--test-every", "1000"]  # the large test set: after the last epoch only
+    args += list(benchmark.train_flags)
+    if benchmark.data_folder:
+        data_root = str(Path(data_root) / benchmark.data_folder)
     return args + ["--no-gradient-stats", "--data-root", data_root]
 
 
@@ -396,8 +574,32 @@ def paired_jobs(root: Path, name: str, scale: StudyScale, data_root: str) -> lis
         argv = [*_benchmark_args(benchmark, scale, data_root), *data, "--method", method]
         argv += ["--seeds", str(pair), "--out", out]
         done = out / f"{method}-seed{pair}.done"
-        jobs.append(Job(f"train {name} {method} pair {pair}", _train(argv, scale), (done,), done))
+        name_ = f"train {name} {method} pair {pair}"
+        jobs.append(Job(name_, _train(argv, scale), (done,), done, benchmark.training))
     return jobs
+
+
+def gpu_hours(benchmark: Benchmark, pairs: int | None = None, epochs: int | None = None) -> dict:
+    """The GPU-hours of a benchmark's training: ``pairs x 2 x epochs x seconds_per_epoch x GPUs /
+    3600``, or None where the per-epoch time is unmeasured (the formula is returned either way).
+
+    Flatness jobs (one per pair, on one GPU) are not in the number: their time on a paper model
+    is unmeasured too.
+    """
+    pairs = benchmark.pairs if pairs is None else pairs
+    epochs = benchmark.epochs if epochs is None else epochs
+    runs, gpus = 2 * pairs, benchmark.training.ranks
+    known = benchmark.seconds_per_epoch is not None and epochs is not None
+    return {
+        "benchmark": benchmark.name,
+        "runs": runs,
+        "epochs": epochs,
+        "gpus_per_run": gpus,
+        "seconds_per_epoch": benchmark.seconds_per_epoch,
+        "gpu_hours": runs * epochs * benchmark.seconds_per_epoch * gpus / 3600 if known else None,
+        "formula": f"{runs} runs x {epochs} epochs x seconds_per_epoch x {gpus} GPU / 3600",
+        "flatness_jobs": pairs,
+    }
 
 
 def population_cells(design: PopulationDesign) -> list[dict]:
@@ -459,7 +661,7 @@ def flatness_jobs(root: Path, name: str, scale: StudyScale) -> list[Job]:
     by_pair: dict[int, list[Path]] = {}
     for path in _checkpoints(root / name):
         by_pair.setdefault(_pair_of(path), []).append(path)
-    jobs = []
+    benchmark, jobs = BENCHMARKS[name], []
     for pair, paths in sorted(by_pair.items()):
         folder = root / "flatness" / name / f"pair{pair:03d}"
         line = command_line(
@@ -473,9 +675,13 @@ def flatness_jobs(root: Path, name: str, scale: StudyScale) -> list[Job]:
             pair,
             "--probe-seed",
             pair,
+            *benchmark.flatness,
             *scale.flatness,
         )
-        jobs.append(Job(f"flatness {name} pair {pair}", (line,), (folder / "flatness.csv",)))
+        outputs = (folder / "flatness.csv",)
+        jobs.append(
+            Job(f"flatness {name} pair {pair}", (line,), outputs, None, benchmark.measuring)
+        )
     return jobs
 
 

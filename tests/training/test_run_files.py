@@ -218,3 +218,17 @@ def test_tensorboard_logs_every_epoch(tmp_path):
         "spikes/firing_rate",
         "gradient/grad_norm_tet",
     } <= set(tags)
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_lock(tmp_path, monkeypatch, capsys):
+    # SLURM kills every process of a job before it requeues it, maybe onto another node: a lock
+    # written under the same SLURM job id is its earlier run's, whatever host it names.
+    run = tmp_path / NAME
+    run.mkdir()
+    (run / ".lock").write_text(f"{os.getpid()} other-node 4242_7\n")
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    assert main([*TINY, "--out", str(tmp_path)]) == 2  # another job's: refused
+    assert "is being written by process" in capsys.readouterr().err
+    monkeypatch.setenv("SLURM_JOB_ID", "4242_7")
+    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    assert not (run / ".lock").exists()

@@ -39,10 +39,11 @@ RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last")
 _DERIVED = ("input_shape", "num_classes")
 
 
-def _holder(path: Path) -> tuple[int, str] | None:
+def _holder(path: Path) -> tuple[int, str, str] | None:
+    """``(pid, host, SLURM job id or "")`` of a lock's writer (None: unreadable)."""
     try:
-        pid, _, host = path.read_text().partition(" ")
-        return int(pid), host.strip()
+        pid, host, *job = path.read_text().split()
+        return int(pid), host, job[0] if job else ""
     except (OSError, ValueError):
         return None
 
@@ -57,14 +58,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stale(holder: tuple[int, str, str] | None) -> bool:
+    """Whether a lock's writer is gone: dead on this host, or an earlier run of this SLURM job
+    (SLURM kills every process of a job before it requeues it, on whatever node)."""
+    if holder is None:
+        return True
+    pid, host, job = holder
+    if job and job == os.environ.get("SLURM_JOB_ID", ""):
+        return True
+    return host == socket.gethostname() and not _alive(pid)
+
+
 def _acquire(path: Path) -> None:
     for _ in range(2):
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _holder(path)
-            host = socket.gethostname()
-            if holder is None or (holder[1] == host and not _alive(holder[0])):
+            if _stale(holder):
                 path.unlink(missing_ok=True)  # stale: its writer died
                 continue
             raise CheckpointError(
@@ -72,7 +83,8 @@ def _acquire(path: Path) -> None:
                 f"(lock {path}); wait for it, or delete the lock if that process is gone"
             ) from None
         with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            job = os.environ.get("SLURM_JOB_ID", "")
+            handle.write(f"{os.getpid()} {socket.gethostname()} {job}".rstrip() + "\n")
         return
     raise CheckpointError(f"cannot take the lock {path}; another writer keeps taking it")
 
