@@ -127,12 +127,18 @@ class FlatnessSettings:
 
     def data_spec(self, subset: str = "main") -> DataSpec:
         """The samples of one of the protocol's subsets (:data:`SUBSETS`); ``per_step`` and
-        ``ascent`` are the first samples of ``main``'s permutation (at most ``samples``; of chunk 0
-        when ``data_chunk`` > 0)."""
+        ``ascent`` are the first samples of ``main``'s (at most ``samples``), so with
+        ``data_chunk`` k every subset lies in chunk k."""
         smaller = {"per_step": self.per_step_samples, "ascent": self.ascent_samples}
         samples = min(smaller.get(subset, self.samples), self.samples)
-        chunk = self.data_chunk if subset == "main" else 0
-        return DataSpec(self.split, samples, self.data_seed, self.batch_size, chunk=chunk)
+        return DataSpec(
+            self.split,
+            samples,
+            self.data_seed,
+            self.batch_size,
+            chunk=self.data_chunk,
+            block=self.samples,
+        )
 
     def generator(self, measure: LossMeasure) -> torch.Generator:
         """The measure's own random stream (shared by every loss and checkpoint)."""

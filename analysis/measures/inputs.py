@@ -65,8 +65,10 @@ class DataSpec:
         batch_size: Samples per batch (results of the analyses do not depend on it).
         subset: ``seeded``: a seeded subset, sorted (:func:`sample_indices`); ``trainer``: the
             subset the trainer logs gradient statistics on (``momentum_subset``, seed 0).
-        chunk: With ``seeded``: the ``chunk``-th of the disjoint subsets of ``samples`` that the
-            seeded permutation cuts the split into (0: its first ``samples``).
+        chunk: With ``seeded``: the ``chunk``-th of the disjoint blocks that the seeded
+            permutation cuts the split into (0: its first block).
+        block: Size of those blocks (None: ``samples``); a smaller ``samples`` takes the first
+            of its block, so a subset of a protocol's chunk ``k`` lies inside that chunk.
     """
 
     split: str = "train"
@@ -75,6 +77,7 @@ class DataSpec:
     batch_size: int = 256
     subset: str = "seeded"
     chunk: int = 0
+    block: int | None = None
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "test"):
@@ -121,21 +124,26 @@ def resolve_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def sample_indices(num_total: int, num_samples: int, seed: int, chunk: int = 0) -> Tensor:
+def sample_indices(
+    num_total: int, num_samples: int, seed: int, chunk: int = 0, block: int | None = None
+) -> Tensor:
     """A fixed, seeded subset of ``range(num_total)``, sorted, ``[min(num_samples, num_total)]``:
-    the ``chunk``-th block of ``num_samples`` of a seeded permutation (blocks are disjoint).
+    the first ``num_samples`` of the ``chunk``-th block of ``block`` (default ``num_samples``)
+    of a seeded permutation (blocks are disjoint).
 
     Raises:
         ConfigError: If the split has fewer than ``chunk + 1`` disjoint blocks.
     """
-    if chunk and (chunk + 1) * num_samples > num_total:
+    block = num_samples if block is None else block
+    if chunk and (chunk + 1) * block > num_total:
         raise ConfigError(
-            f"data chunk {chunk} of {num_samples} samples needs {(chunk + 1) * num_samples}; "
+            f"data chunk {chunk} of {block} samples needs {(chunk + 1) * block}; "
             f"the split has {num_total}"
         )
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(num_total, generator=generator)
-    return order[chunk * num_samples : (chunk + 1) * num_samples].sort().values
+    start = chunk * block
+    return order[start : start + min(num_samples, block)].sort().values
 
 
 def tensor_digest(tensor: Tensor) -> str:
@@ -170,7 +178,7 @@ def _select(dataset: Dataset, config: TrainConfig, spec: DataSpec) -> tuple[Tens
         return x, y, {**record, "num_samples": len(y), "subset": "trainer"}
     if spec.samples is None:
         return x, y, {**record, "num_samples": len(y), "batch_size": spec.batch_size}
-    indices = sample_indices(len(y), spec.samples, spec.seed, spec.chunk)
+    indices = sample_indices(len(y), spec.samples, spec.seed, spec.chunk, spec.block)
     record.update(num_samples=len(indices), seed=spec.seed, batch_size=spec.batch_size)
     if spec.chunk:
         record["chunk"] = spec.chunk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from analysis.flatness import main
 from analysis.measures.flatness import HEADER, SUBSETS, FlatnessSettings, checkpoint_rows
-from analysis.measures.inputs import load_input, parse_loss
+from analysis.measures.inputs import DataSpec, load_input, parse_loss
 from analysis.measures.registry import loss_measures
 from tests.helpers import dense_hessian, objective, save_mlp
 from toolkit.errors import ConfigError
@@ -142,3 +143,24 @@ def test_data_chunks_are_disjoint_subsets(checkpoints):
     assert not rows[0] & rows[1] and not rows[0] & rows[2] and not rows[1] & rows[2]
     with pytest.raises(ConfigError, match="data chunk 99 of 20 samples needs 2000"):
         load_input(found, FlatnessSettings(samples=20, data_chunk=99).data_spec())
+
+
+def test_every_subset_of_a_chunk_lies_in_that_chunk(checkpoints):
+    """The per-step and ascent subsets of chunk k are the first samples of chunk k (chunk 0:
+    the first of the permutation, as without chunks), so a subset check varies every measure's
+    data."""
+    found = checkpoint.read(checkpoints[0])
+
+    def rows(settings, subset):
+        batch = load_input(found, settings.data_spec(subset)).loader.x.flatten(1).tolist()
+        return {tuple(x) for x in batch}
+
+    plain = FlatnessSettings(samples=20, ascent_samples=8, per_step_samples=4)
+    assert rows(plain, "ascent") == {
+        tuple(x) for x in load_input(found, DataSpec(samples=8)).loader.x.flatten(1).tolist()
+    }
+    chunks = [replace(plain, data_chunk=c) for c in range(3)]
+    for subset, size in (("ascent", 8), ("per_step", 4)):
+        parts = [rows(s, subset) for s in chunks]
+        assert all(len(p) == size and p <= rows(s, "main") for p, s in zip(parts, chunks))
+        assert not parts[0] & parts[1] and not parts[1] & parts[2] and not parts[0] & parts[2]

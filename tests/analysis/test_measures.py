@@ -414,12 +414,12 @@ def test_flatness_settings_dict_seeds_and_dry_run():
     assert plain["adaptive_p"] == "inf" and plain["samples"] == 1024
     assert list(plain) == [f.name for f in dataclasses.fields(FlatnessSettings)]
     assert FlatnessSettings(adaptive_p=2.0).to_dict()["adaptive_p"] == 2.0
-    assert settings.data_spec() == DataSpec("train", 1024, 0, 256)
-    assert settings.data_spec("per_step") == DataSpec("train", 256, 0, 256)
-    assert settings.data_spec("ascent") == DataSpec("train", 512, 0, 256)
+    assert settings.data_spec() == DataSpec("train", 1024, 0, 256, block=1024)
+    assert settings.data_spec("per_step") == DataSpec("train", 256, 0, 256, block=1024)
+    assert settings.data_spec("ascent") == DataSpec("train", 512, 0, 256, block=1024)
     other = FlatnessSettings(data_chunk=2)
-    assert other.data_spec() == DataSpec("train", 1024, 0, 256, chunk=2)
-    assert other.data_spec("ascent") == DataSpec("train", 512, 0, 256)
+    assert other.data_spec() == DataSpec("train", 1024, 0, 256, chunk=2, block=1024)
+    assert other.data_spec("ascent") == DataSpec("train", 512, 0, 256, chunk=2, block=1024)
     assert FlatnessSettings(probe_seed=2).generator(get("trace")).initial_seed() == 2002
     small = settings.dry_run()
     assert (small.samples, small.lanczos_max_steps, small.trace_matvecs) == (32, 6, 6)
