@@ -386,6 +386,19 @@ def reference_lines(paired: pd.DataFrame) -> list[str]:
     ]
 
 
+def _exclusions(counts: dict) -> str:
+    """``39 of 108: sdt 5, tet0.05 27 (cells: ...)``: the runs left out, per loss and per grid
+    cell (the folder ``population/<cell>/<run>``); the full list is in ``study_settings.json``."""
+    excluded = counts.get("excluded", [])
+    if not excluded:
+        return "none"
+    cells = pd.Series([Path(run).parent.name for run in excluded]).value_counts().sort_index()
+    losses = cells.groupby(cells.index.str.split("-lr").str[0]).sum()
+    by_loss = ", ".join(f"{loss} {n}" for loss, n in losses.items())
+    by_cell = ", ".join(f"{cell} {n}" for cell, n in cells.items())
+    return f"{len(excluded)} of {counts.get('runs', 'n/a')}: {by_loss}; per cell: {by_cell}"
+
+
 def render(
     tables: study_tables.StudyTables, one_draw: pd.DataFrame, settings: dict, figures: list[str]
 ) -> str:
@@ -445,7 +458,7 @@ def render(
         "Every run trained to the common stopping criterion (train-split L_SDT, eval mode; "
         f"threshold {settings.get('stop_at_train_loss', 'n/a')}, cap "
         f"{settings.get('epoch_cap', 'n/a')} epochs); runs that did not meet it are left out "
-        f"({settings.get('population_counts', {}).get('excluded', [])}). `tet@0.05`: L_TET at "
+        f"({_exclusions(settings.get('population_counts', {}))}). `tet@0.05`: L_TET at "
         "λ 0.05 for every run; `l_tet`: at each run's own λ. p-values from 2,000 permutations of "
         "the gap (seed 0); the runs share seeds, draws and a grid, so read p as a scale, not as "
         "a test of independent samples.",

@@ -245,7 +245,15 @@ def _settings(scale: str = "full") -> dict:
         "test_samples": 20000,
         "stop_at_train_loss": 0.05,
         "epoch_cap": 30,
-        "population_counts": {"runs": 0, "met": 0, "excluded": []},
+        "population_counts": {
+            "runs": 8,
+            "met": 5,
+            "excluded": [
+                "population/sdt-lr0.01-b64/run-seed0",
+                "population/tet0.05-lr0.01-b64/run-seed0",
+                "population/tet0.05-lr0.01-b64/run-seed1",
+            ],
+        },
         "stage_seconds": {"paired": 600.0, "population": 1200.0},
         "configs": {"mnist1d": {"model": "mnist1d_snn", "T": 4}},
         "flatness": {"samples": 1024},
@@ -273,6 +281,7 @@ def test_report_says_what_a_reader_needs():
     )
     text = render(tables, one_draw, _settings(), ["study_forest"])
     assert "committed on 2026-12-06" in text and "Westfall-Young" in text
+    assert "left out (3 of 8: sdt 1, tet0.05 2; per cell: sdt-lr0.01-b64 1, " in text
     assert "| p | adjusted p |" in text and "one draw, one test set: holds" in text
     assert "Caveat: TET's train accuracy is lower by 0.40 points" in text
     gap = paired.set_index("metric").loc["acc_gap", "mean_difference"]
