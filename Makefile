@@ -17,9 +17,10 @@ install-test: install
 demo: install
 	$(PYTHON) analysis/demo.py --runs $(RUNS) --figures figures
 
-# The full evidence (issues 12 and 18): paired seeds on three benchmarks, each pair on its own data,
-# the MNIST-1D population, STUDY.md. STAGE=paired|temporal|population|subsets|report runs one
-# stage (each resumes; the report is written from whatever exists).
+# The full evidence (issues 12, 18 and 20): paired seeds on three benchmarks, each pair on its own
+# data, the MNIST-1D population, barriers between minima, STUDY.md.
+# STAGE=paired|temporal|population|subsets|connectivity|report runs one stage (each resumes; the
+# report is written from whatever exists). The paper's benchmarks on SLURM: docs/cluster.md.
 STAGE ?= all
 study: install
 	$(PYTHON) analysis/study.py --runs runs-study --figures figures --stage $(STAGE)

@@ -3,7 +3,7 @@
 Trains SDT and TET on the digits default for 3 seeds (plus the short switch, time-step and TIT
 runs the figures need), runs the Hessian, surface, sharpness and momentum analyses, runs the
 evidence study on MNIST-1D at demo scale (4 paired seeds at 10 epochs instead of the full study's
-10 seeds at 20 on both benchmarks, 8 population runs instead of 72: figures/study-demo/STUDY.md),
+12/20/12 pairs on three benchmarks, 8 population runs instead of 108: figures/study-demo/STUDY.md),
 writes every figure and figures/REPORT.md. Every stage is skipped when its outputs exist, so
 running the command again resumes where it stopped (training itself resumes inside a run).
 """
