@@ -371,6 +371,9 @@ class StudyScale:
         subsets: Whether to run the subset check.
         train_extra: Extra ``training/run.py`` flags (tiny scales only).
         jobs: Subprocesses at a time (the local launcher).
+        connectivity_in_all: Whether ``--stage all`` runs the ``connectivity`` stage. The full
+            scale runs it on its own (``--stage connectivity``): its 58 curve fits would take the
+            study past its time budget.
     """
 
     name: str = "full"
@@ -384,6 +387,7 @@ class StudyScale:
     subsets: bool = True
     train_extra: tuple = ()
     jobs: int = 2
+    connectivity_in_all: bool = False
 
     def only(self, name: str) -> StudyScale:
         """This scale on benchmark ``name`` alone (``--benchmark``): its pairs and epochs here,
@@ -439,6 +443,7 @@ SCALES = {
         ),
         flatness=POPULATION_FLATNESS,
         subsets=False,
+        connectivity_in_all=True,
     ),
     "tiny": StudyScale(
         name="tiny",
@@ -457,6 +462,7 @@ SCALES = {
         flatness=_TINY_FLATNESS,
         population_flatness=(*_TINY_FLATNESS, "--no-per-step", "--fixed-tet-lambda", "0.05"),
         train_extra=("--steps-per-epoch", "3", "--no-gradient-stats"),
+        connectivity_in_all=True,
     ),
     # the paper-scale study (docs/cluster.md): every paper benchmark at its own pairs and
     # epochs, on a cluster (python analysis/study.py --scale paper --launcher slurm)

@@ -35,6 +35,9 @@ def _barriers(values: list[float], kind: str = "sdt_tet") -> pd.DataFrame:
 def test_the_margin_and_the_stage_are_fixed_in_the_design():
     assert CONNECTED_MARGIN.value == 0.02 and not CONNECTED_MARGIN.relative
     assert STAGES.index("connectivity") == STAGES.index("subsets") + 1
+    # make study stays within its time budget: at full scale the stage runs only when asked for
+    assert not SCALES["full"].connectivity_in_all
+    assert SCALES["demo"].connectivity_in_all and SCALES["tiny"].connectivity_in_all
 
 
 @pytest.mark.parametrize(
