@@ -51,6 +51,7 @@ from analysis.evidence.study_tables import (
     collect_runs,
     metric_values,
     paired_differences,
+    run_folder_of,
 )
 from analysis.pipeline.jobs import Job, command_line
 
@@ -241,13 +242,13 @@ def gap_values(root: Path, group: str) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for _, row in gaps.iterrows():
-        folder = Path(row.checkpoint).parent
-        config = json.loads((folder / "config.json").read_text())
+        run = run_folder_of(row.checkpoint, root)
+        config = json.loads((root / run / "config.json").read_text())
         p, n = row.acc_hard, row.num_samples
         rows.append(
             {
                 "group": BENCHMARK if group == "paired" else group,
-                "run": folder.resolve().relative_to(root.resolve()).as_posix(),
+                "run": run,
                 "method": config["method"],
                 "pair": int(config["seed"]),
                 "metric": GAP_METRIC,
