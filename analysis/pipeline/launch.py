@@ -120,9 +120,13 @@ class LocalLauncher:
         return run_jobs(local, self.parallel, log, self.threads, self.logs)
 
 
-def _ignore_slurm_signals() -> None:  # in the child, before exec (ignoring survives exec)
+def _ignore_slurm_signals() -> None:
+    """In the child, before exec (dispositions set to ignore survive exec): ignore what SLURM
+    sends, and take SIGINT back to its default, the stop signal of :func:`_stop`, which a driver
+    started in the background of a non-interactive shell would otherwise pass on ignored."""
     for number in SLURM_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class JobTask(Checkpointable):

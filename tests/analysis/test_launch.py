@@ -185,7 +185,18 @@ def test_submitit_local_executor_runs_the_same_tasks(tmp_path):
     assert launcher.run([good], logged.append)  # done: nothing submitted
 
 
-def test_checkpoint_stops_the_command_and_resubmits_the_same_job(tmp_path):
+@pytest.fixture(params=["default", "ignored"])
+def driver_sigint(request):
+    """SIGINT in the driver as a terminal gives it, and ignored, as in a background job of a
+    non-interactive shell (``nohup study.py ... &``), which its children would inherit."""
+    previous = signal.getsignal(signal.SIGINT)
+    if request.param == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield request.param
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_checkpoint_stops_the_command_and_resubmits_the_same_job(tmp_path, driver_sigint):
     job = Job("sleeper", ((PYTHON, "-c", "import time; time.sleep(60)"),), (tmp_path / "x",))
     task, errors = JobTask(job, threads=2, grace_s=5), []
 
