@@ -43,6 +43,7 @@ from analysis.evidence.study_design import (
     margin_for,
     met_criterion,
 )
+from analysis.measures.flatness import HEADER
 
 __all__ = [
     "RUN_COLUMNS",
@@ -81,18 +82,8 @@ RUN_COLUMNS = (
     "test_l_tet",
     "test_samples",
 )
-MEASURE_COLUMNS = (
-    "loss",
-    "measure",
-    "parameter",
-    "value",
-    "stderr",
-    "converged",
-    "num_evaluations",
-    "first_order",
-    "samples",
-    "seconds",
-)
+MEASURE_COLUMNS = HEADER[HEADER.index("loss") :]
+"""The columns of a ``flatness.csv`` row that describe its measurement (from ``loss`` on)."""
 DIFFERENCE_COLUMNS = (
     "benchmark",
     "metric",
