@@ -661,6 +661,15 @@ def _pair_of(path: Path) -> int:
     return int(path.parent.name.rsplit("seed", 1)[1])
 
 
+def _flatness_job(name: str, checkpoints, folder: Path, flags) -> Job:
+    """``analysis/flatness.py`` of ``checkpoints`` into ``folder`` with ``flags``; done when its
+    ``flatness.csv`` exists."""
+    line = command_line(
+        "analysis/flatness.py", *checkpoints, "--out", folder, "--overwrite", "--quiet", *flags
+    )
+    return Job(name, (line,), (folder / "flatness.csv",))
+
+
 def flatness_jobs(root: Path, name: str, scale: StudyScale) -> list[Job]:
     """``analysis/flatness.py`` of each pair's two checkpoints, data subset and probes seeded by
     the pair (``root/flatness/<name>/pair<s>/flatness.csv``); run after training."""
@@ -670,24 +679,9 @@ def flatness_jobs(root: Path, name: str, scale: StudyScale) -> list[Job]:
     benchmark, jobs = BENCHMARKS[name], []
     for pair, paths in sorted(by_pair.items()):
         folder = root / "flatness" / name / f"pair{pair:03d}"
-        line = command_line(
-            "analysis/flatness.py",
-            *paths,
-            "--out",
-            folder,
-            "--overwrite",
-            "--quiet",
-            "--data-seed",
-            pair,
-            "--probe-seed",
-            pair,
-            *benchmark.flatness,
-            *scale.flatness,
-        )
-        outputs = (folder / "flatness.csv",)
-        jobs.append(
-            Job(f"flatness {name} pair {pair}", (line,), outputs, None, benchmark.measuring)
-        )
+        flags = ("--data-seed", pair, "--probe-seed", pair, *benchmark.flatness, *scale.flatness)
+        job = _flatness_job(f"flatness {name} pair {pair}", paths, folder, flags)
+        jobs.append(replace(job, resources=benchmark.measuring))
     return jobs
 
 
@@ -710,17 +704,8 @@ def population_flatness_jobs(root: Path, scale: StudyScale, chunk: int = 6) -> l
     jobs = []
     for k in range(0, len(paths), chunk):
         folder = root / "flatness" / "population" / f"part{k // chunk:03d}"
-        line = command_line(
-            "analysis/flatness.py",
-            *paths[k : k + chunk],
-            "--out",
-            folder,
-            "--overwrite",
-            "--quiet",
-            *scale.population_flatness,
-        )
         name = f"flatness population part {k // chunk}"
-        jobs.append(Job(name, (line,), (folder / "flatness.csv",)))
+        jobs.append(_flatness_job(name, paths[k : k + chunk], folder, scale.population_flatness))
     return jobs
 
 
@@ -734,22 +719,8 @@ def subset_jobs(root: Path, scale: StudyScale) -> list[Job]:
         if not mine:
             continue
         folder = root / "flatness" / "subsets" / f"pair{pair:03d}-chunk{chunk}"
-        line = command_line(
-            "analysis/flatness.py",
-            *mine,
-            "--out",
-            folder,
-            "--overwrite",
-            "--quiet",
-            "--data-seed",
-            pair,
-            "--probe-seed",
-            pair,
-            *scale.flatness,
-            "--no-per-step",
-            "--data-chunk",
-            chunk,
-        )
+        flags = ("--data-seed", pair, "--probe-seed", pair, *scale.flatness)
+        flags += ("--no-per-step", "--data-chunk", chunk)
         name = f"flatness subsets pair {pair} chunk {chunk}"
-        jobs.append(Job(name, (line,), (folder / "flatness.csv",)))
+        jobs.append(_flatness_job(name, mine, folder, flags))
     return jobs
