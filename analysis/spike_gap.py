@@ -3,8 +3,9 @@
 For each checkpoint, the accuracy, L_SDT, L_TET and firing rate with the Heaviside step in the
 forward pass (as trained) and with the surrogate's smooth step sigma in its place (the integral
 of the surrogate derivative the gradients came from; --alpha sets another width), and the gaps,
-smooth minus hard. Along a 1-D path between two checkpoints the same comparison is in
-analysis/connect.py's profile (spikes = hard / smooth). Writes spike_gap.csv (one row per
+smooth minus hard. Along a path between two checkpoints the same comparison is in
+analysis/connect.py's profile (spikes = hard / smooth); along any slice of analysis/surface.py it
+is that command run twice, with --spikes hard and --spikes smooth. Writes spike_gap.csv (one row per
 checkpoint), by default into <first checkpoint's run folder>/analysis/.
 """
 

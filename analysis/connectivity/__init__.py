@@ -14,12 +14,11 @@ from analysis.connectivity.alignment import (
     weight_matching,
 )
 from analysis.connectivity.curves import CURVES, PATHS, CurveStep, fit_curve, midpoint, path_point
-from analysis.connectivity.gap import SmoothLIF, smooth_model
+from analysis.connectivity.gap import SPIKES, SmoothLIF, smooth_model
 from analysis.connectivity.profile import (
     BN_MODES,
     METRICS,
     PROFILE_COLUMNS,
-    SPIKES,
     Barrier,
     PathEvaluator,
     barrier,

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 
 from training.snn.neurons import LIF, surrogate_step
 
-__all__ = ["SmoothLIF", "smooth_model"]
+__all__ = ["SPIKES", "SmoothLIF", "smooth_model"]
+
+SPIKES = ("hard", "smooth")  # the forward pass's step: Theta (as trained) or the surrogate's sigma
 
 
 class SmoothLIF(LIF):

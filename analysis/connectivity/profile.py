@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from analysis.connectivity.curves import path_point
-from analysis.connectivity.gap import smooth_model
+from analysis.connectivity.gap import SPIKES, smooth_model
 from training.data.datasets import TensorLoader
 from training.runs.epoch import evaluate
 
@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 BN_MODES = ("interpolated", "recomputed")
-SPIKES = ("hard", "smooth")
 METRICS = ("l_sdt", "l_tet", "error")
 PROFILE_COLUMNS = (
     "aligned",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.connectivity.gap import smooth_model
 from analysis.measures.inputs import Datasets, PointMetrics, load_input, resolve_dtype, select
 from analysis.surfaces.directions import build_directions
 from analysis.surfaces.plan import METRICS, SurfacePlan, make_grid
@@ -115,6 +116,7 @@ def prepare(plan: SurfacePlan, checkpoint: Checkpoint, dist: Distributed) -> Pre
         mode="eval",
         bn={"mode": s.bn, "samples": sum(len(x) for x in bn_batches)},
         model={"name": config.model, "T": config.T, "method": config.method},
+        spikes=s.spikes,
         losses={"tet_lambda": config.tet_lambda, "tet_phi": config.tet_phi},
         chunk_size=s.chunk_size,
         device=str(device),
@@ -126,7 +128,7 @@ def prepare(plan: SurfacePlan, checkpoint: Checkpoint, dist: Distributed) -> Pre
         },
     )
     evaluator = api.surface_evaluator(
-        input.model,
+        input.model if s.spikes == "hard" else smooth_model(input.model),
         found,
         input.batches,
         PointMetrics.of(config),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.connectivity.gap import SPIKES
 from analysis.measures.inputs import DataSettings, DataSpec
 from landscape import directions as dirs
 from landscape.store import Grid
@@ -75,6 +76,12 @@ class SurfaceSettings:
         "eval", "BN statistics: the checkpoint's, or recomputed at every point", choices=BN_MODES
     )
     bn_samples: int = option(256, "training samples for --bn recompute", minimum=1)
+    spikes: str = option(
+        "hard",
+        "forward pass: Heaviside spikes (as trained) or the surrogate's smooth step (files "
+        "end in _smooth)",
+        choices=SPIKES,
+    )
     basin_threshold: float = option(
         0.1, "loss increase bounding the basin width (stats CSV)", above=0.0
     )
@@ -154,9 +161,10 @@ class SurfacePlan:
 
     @property
     def stem(self) -> Path:
-        """``<out>/surface_<checkpoint>_<kind>_<dim>d``: the output files' common stem."""
+        """``<out>/surface_<checkpoint>_<kind>_<dim>d[_smooth]``: the output files' common stem."""
         s = self.settings
-        return self.out / f"surface_{self.checkpoint.stem}_{s.kind}_{s.dim}d"
+        smooth = "_smooth" if s.spikes == "smooth" else ""
+        return self.out / f"surface_{self.checkpoint.stem}_{s.kind}_{s.dim}d{smooth}"
 
     @property
     def parts(self) -> Path:

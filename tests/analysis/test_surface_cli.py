@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from analysis import sharpness, surface
+from analysis.connectivity.gap import smooth_model
 from analysis.measures.inputs import sample_indices
 from landscape.surface_io import load_surface, load_surface_frame
 from tests.conftest import REPO
@@ -37,9 +38,11 @@ def runs(tmp_path_factory):
     return root
 
 
-def plain_losses(path, samples: int = 40) -> dict[str, float]:
-    """The checkpoint's L_SDT, L_TET and accuracy on the CLI's subset, straight from the model."""
+def plain_losses(path, samples: int = 40, smooth: bool = False) -> dict[str, float]:
+    """The checkpoint's L_SDT, L_TET and accuracy on the CLI's subset, straight from the model
+    (with the surrogate's smooth step in place of the spike if ``smooth``)."""
     model, config = checkpoint.load(path)
+    model = smooth_model(model) if smooth else model
     dataset = dataset_for(config)
     index = sample_indices(len(dataset.y_train), samples, 0)
     with torch.no_grad():
@@ -106,6 +109,21 @@ def test_interpolation_reproduces_both_checkpoints(runs, tmp_path):
     for index, path in ((0, first), (2, second)):
         for key, value in plain_losses(path).items():
             assert values[key][index] == pytest.approx(value, rel=1e-10), (path, key)
+
+
+def test_smooth_spikes_slice_is_the_surrogate_forward_along_the_path(runs, tmp_path):
+    first, second = runs / "sdt" / "last.pt", runs / "tet" / "last.pt"
+    flags = ["--dim", "1", "--directions", f"interp:{second}", "--x", "0:1:3", "--no-plots"]
+    for spikes in ("hard", "smooth"):
+        argv = [str(first), *flags, "--spikes", spikes, *FAST, "--out", str(tmp_path)]
+        assert surface.main(argv) == 0
+    hard = load_surface(tmp_path / "surface_last_interp_1d.json")
+    smooth = load_surface(tmp_path / "surface_last_interp_1d_smooth.json")
+    assert hard.metadata["spikes"] == "hard" and smooth.metadata["spikes"] == "smooth"
+    for index, path in ((0, first), (2, second)):
+        for key, value in plain_losses(path, smooth=True).items():
+            assert smooth.values[key][index] == pytest.approx(value, rel=1e-10), (path, key)
+    assert not np.allclose(hard.values["l_sdt"], smooth.values["l_sdt"])
 
 
 def test_pca_trajectory_and_eigen_directions(runs, tmp_path):
