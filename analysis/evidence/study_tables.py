@@ -342,26 +342,28 @@ def paired_table(differences: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def population_table(values: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Kendall's tau and psi of every flatness metric with ``acc_gap`` over the population runs
-    that met the stopping criterion, with permutation p-values (2,000 permutations, seed 0) and
-    the number of groups per axis."""
+def population_table(
+    values: pd.DataFrame, runs: pd.DataFrame, gap: str = "acc_gap"
+) -> pd.DataFrame:
+    """Kendall's tau and psi of every flatness metric with the metric ``gap`` (the generalization
+    gap unless told) over the population runs that met the stopping criterion, with permutation
+    p-values (2,000 permutations, seed 0) and the number of groups per axis."""
     per_run = runs.drop_duplicates("run").set_index("run")
     kept = per_run[per_run.met_criterion].index
     part = values[values.run.isin(kept)]
     wide = part.pivot_table(index="run", columns="metric", values="value", aggfunc="first")
-    if wide.empty or "acc_gap" not in wide or len(wide) < 2:
+    if wide.empty or gap not in wide or len(wide) < 2:
         return pd.DataFrame()
     hyper = per_run.loc[wide.index, list(AXES)].astype(str)
     hyper = {axis: hyper[axis].tolist() for axis in AXES}
     rows = []
     for metric in [m for m in sorted(wide.columns) if "/l_" in m]:
         null = permutation_null(
-            wide[metric].tolist(), wide.acc_gap.tolist(), hyper, AXES, PERMUTATIONS, seed=0
+            wide[metric].tolist(), wide[gap].tolist(), hyper, AXES, PERMUTATIONS, seed=0
         )
         row = {
             "metric": metric,
-            "gap": "acc_gap",
+            "gap": gap,
             "num_runs": null.num_permuted,
             "tau": null.overall,
             "p_tau": null.p_overall,

@@ -171,7 +171,8 @@ def test_paired_table_primaries_alone_secondaries_adjusted_together():
     assert math.isnan(table.loc["adaptive_worst/l_sdt", "noise_share"])
 
 
-def test_population_table_leaves_out_runs_that_missed_the_criterion():
+def _population_runs() -> pd.DataFrame:
+    """16 population runs on a 2 x 2 x 2 grid; the first run missed the criterion."""
     rng = np.random.default_rng(1)
     rows = []
     for k, (loss, lr, batch) in enumerate(
@@ -205,7 +206,11 @@ def test_population_table_leaves_out_runs_that_missed_the_criterion():
                     "first_order": np.nan,
                 }
             )
-    runs = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def test_population_table_leaves_out_runs_that_missed_the_criterion():
+    runs = _population_runs()
     values = study_tables.metric_values(runs)
     table = study_tables.population_table(values, runs).set_index("metric")
     kept = runs[runs.met_criterion]
@@ -220,6 +225,28 @@ def test_population_table_leaves_out_runs_that_missed_the_criterion():
     row = table.loc["trace/l_sdt"]
     assert row.num_runs == 15 and row.tau == null.overall and row.p_tau == null.p_overall
     assert row.psi == null.psi and row.groups_lr == null.num_groups["lr"]
+
+
+def test_population_table_correlates_with_any_gap_metric():
+    runs = _population_runs()
+    values = study_tables.metric_values(runs)
+    per_run = values[values.metric == "test_acc"]
+    spike_gap = per_run.assign(metric="spike_gap_abs", value=np.linspace(0.3, 0.0, len(per_run)))
+    table = study_tables.population_table(
+        pd.concat([values, spike_gap], ignore_index=True), runs, gap="spike_gap_abs"
+    ).set_index("metric")
+    kept = runs[runs.met_criterion]
+    null = permutation_null(
+        kept.value.tolist(),
+        spike_gap.set_index("run").value.loc[kept.run].tolist(),
+        {a: kept[a].astype(str).tolist() for a in study_tables.AXES},
+        study_tables.AXES,
+        2000,
+        seed=0,
+    )
+    row = table.loc["trace/l_sdt"]
+    assert row.gap == "spike_gap_abs" and row.num_runs == 15
+    assert row.tau == null.overall < 0 and row.p_tau == null.p_overall and row.psi == null.psi
 
 
 def test_subset_table_compares_subsets_with_seeds():
