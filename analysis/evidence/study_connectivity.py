@@ -347,6 +347,13 @@ def connectivity_markdown(root: Path, figures: Path) -> str:
         "",
     ]
     if not connected.empty:
+        for _, r in connected[connected.family == "primary"].iterrows():
+            lines += [
+                f"Primary decision: **{r.decision}**: the error barrier between SDT_i and TET_i "
+                f"along the aligned Bezier curve is {_number(r['mean'])} "
+                f"[{_number(r.ci_low)}, {_number(r.ci_high)}] over {r.n} pairs.",
+                "",
+            ]
         view = summary[(summary.bn == "recomputed") & (summary.spikes == "hard")]
         loss = view[view.metric == "l_sdt"].set_index(["kind", "path", "aligned"])
         lines += [
