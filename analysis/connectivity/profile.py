@@ -25,13 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from analysis.connectivity.curves import path_point
-from analysis.connectivity.gap import SPIKES, smooth_model
+from analysis.connectivity.gap import smooth_model
 from training.data.datasets import TensorLoader
 from training.runs.epoch import evaluate
 
 __all__ = [
     "BN_MODES",
-    "SPIKES",
     "METRICS",
     "PROFILE_COLUMNS",
     "Barrier",

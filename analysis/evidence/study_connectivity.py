@@ -55,6 +55,8 @@ from analysis.evidence.study_tables import (
     run_folder_of,
 )
 from analysis.pipeline.jobs import Job, command_line
+from analysis.plots.connectivity import study_profiles_figure
+from analysis.plots.style import save_figure, save_table
 
 __all__ = [
     "KINDS",
@@ -66,6 +68,7 @@ __all__ = [
     "GAP_MARGIN",
     "connectivity_jobs",
     "collect_barriers",
+    "collect_profiles",
     "barrier_table",
     "connected_table",
     "gap_values",
@@ -153,16 +156,27 @@ def connectivity_jobs(root: Path, scale: StudyScale) -> list[Job]:
     return jobs
 
 
-def collect_barriers(root: Path) -> pd.DataFrame:
-    """Every ``connect_barriers.csv`` under ``root/connectivity``, with ``kind`` and ``pair``."""
+def _collect(root: Path, name: str) -> pd.DataFrame:
+    """Every ``connect.py`` output ``name`` under ``root/connectivity``, with ``kind`` and
+    ``pair``."""
     parts = []
     for kind in KINDS:
-        for path in sorted((root / "connectivity" / kind).glob("pair*/connect_barriers.csv")):
+        for path in sorted((root / "connectivity" / kind).glob(f"pair*/{name}")):
             part = pd.read_csv(path)
             part.insert(0, "pair", int(path.parent.name[4:]))
             part.insert(0, "kind", kind)
             parts.append(part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def collect_barriers(root: Path) -> pd.DataFrame:
+    """Every pair's ``connect_barriers.csv``, with ``kind`` and ``pair``."""
+    return _collect(root, "connect_barriers.csv")
+
+
+def collect_profiles(root: Path) -> pd.DataFrame:
+    """Every pair's ``connect_profile.csv``, with ``kind`` and ``pair``."""
+    return _collect(root, "connect_profile.csv")
 
 
 def barrier_table(barriers: pd.DataFrame) -> pd.DataFrame:
@@ -354,6 +368,12 @@ def connectivity_markdown(root: Path, figures: Path) -> str:
                 f"[{_number(r.ci_low)}, {_number(r.ci_high)}] over {r.n} pairs.",
                 "",
             ]
+        profiles = collect_profiles(root)
+        if not profiles.empty:
+            figure, data = study_profiles_figure(profiles)
+            save_figure(figure, figures / "study_connectivity")
+            save_table(data, figures / "study_connectivity.csv", na_rep="nan")
+            lines += ["![error along the paths](study_connectivity.png)", ""]
         view = summary[(summary.bn == "recomputed") & (summary.spikes == "hard")]
         loss = view[view.metric == "l_sdt"].set_index(["kind", "path", "aligned"])
         lines += [

@@ -5,9 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from analysis.evidence.claims import t_interval
 from analysis.plots.style import COLORS, apply_style
 
-__all__ = ["plot_profiles"]
+__all__ = ["plot_profiles", "study_profiles_figure"]
 
 _PATH_COLORS = {"line": COLORS["grey"], "bezier": COLORS["tet"], "polychain": COLORS["sdt"]}
 _BN_STYLES = {"recomputed": "-", "interpolated": ":"}
@@ -46,3 +47,57 @@ def plot_profiles(profile: pd.DataFrame, metric: str = "l_sdt"):
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def study_profiles_figure(profiles: pd.DataFrame, metric: str = "error"):
+    """``metric`` against ``t`` averaged over pairs, with hard spikes: one row per pair kind, one
+    column per alignment, one colour per path, solid with BatchNorm statistics recomputed and
+    dotted interpolated; the band is the 95 % t-interval over pairs.
+
+    Args:
+        profiles: Rows of ``analysis.connectivity.PROFILE_COLUMNS`` with ``kind`` and ``pair``.
+        metric: ``l_sdt``, ``l_tet``, ``error`` or ``firing_rate``.
+
+    Returns:
+        ``(figure, data)``: the plotted means and intervals, one row per curve and ``t``.
+    """
+    apply_style()
+    hard = profiles[profiles.spikes == "hard"]
+    keys = ["kind", "aligned", "path", "bn", "t"]
+    rows = []
+    for key, part in hard.groupby(keys, sort=False):
+        low, high = t_interval(part[metric].tolist(), 0.95)
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n": len(part),
+                "mean": part[metric].mean(),
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    data = pd.DataFrame(rows)
+    kinds = list(dict.fromkeys(data.kind))
+    aligned = sorted(set(data.aligned))
+    figure, axes = plt.subplots(
+        len(kinds), len(aligned), figsize=(4.2 * len(aligned), 2.8 * len(kinds)), squeeze=False
+    )
+    for i, kind in enumerate(kinds):
+        for j, is_aligned in enumerate(aligned):
+            ax = axes[i][j]
+            part = data[(data.kind == kind) & (data.aligned == is_aligned)]
+            for (path, bn), curve in part.groupby(["path", "bn"], sort=False):
+                curve = curve.sort_values("t")
+                color = _PATH_COLORS[path]
+                ax.plot(
+                    curve.t, curve["mean"], _BN_STYLES[bn], color=color, label=f"{path}, BN {bn}"
+                )
+                ax.fill_between(curve.t, curve.ci_low, curve.ci_high, color=color, alpha=0.15, lw=0)
+            pairs = int(part.n.max()) if len(part) else 0
+            title = f"{kind.replace('_', '↔')}, {'aligned' if is_aligned else 'not aligned'}"
+            ax.set_title(f"{title} ({pairs} pairs)")
+            ax.set_xlabel("t (A at 0, B at 1)")
+            ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure, data

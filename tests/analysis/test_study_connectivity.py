@@ -7,6 +7,7 @@ import pytest
 
 from analysis.evidence.study_connectivity import (
     CONNECTED_MARGIN,
+    collect_profiles,
     connected_table,
     connectivity_jobs,
     connectivity_markdown,
@@ -76,3 +77,11 @@ def test_the_stage_runs_end_to_end_on_tiny_runs(tmp_path):
     assert len(connected) == 3 * 3 * 2  # kinds x paths x aligned (dry run: every curve)
     assert set(connected.decision) <= {"connected", "barrier", "inconclusive"}
     assert (figures / "study_spike_gap.csv").exists()
+    assert "](study_connectivity.png)" in text and (figures / "study_connectivity.pdf").exists()
+    means = pd.read_csv(figures / "study_connectivity.csv")
+    profiles = collect_profiles(root)
+    for _, r in means.sample(5, random_state=0).iterrows():
+        same = (profiles.kind == r.kind) & (profiles.aligned == r.aligned) & (profiles.t == r.t)
+        same &= (profiles.path == r.path) & (profiles.bn == r.bn) & (profiles.spikes == "hard")
+        assert r["mean"] == pytest.approx(profiles[same].error.mean(), rel=1e-12)
+        assert r.n == same.sum()
