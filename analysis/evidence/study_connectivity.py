@@ -69,6 +69,7 @@ __all__ = [
     "connectivity_jobs",
     "collect_barriers",
     "collect_profiles",
+    "profile_means",
     "barrier_table",
     "connected_table",
     "gap_values",
@@ -177,6 +178,18 @@ def collect_barriers(root: Path) -> pd.DataFrame:
 def collect_profiles(root: Path) -> pd.DataFrame:
     """Every pair's ``connect_profile.csv``, with ``kind`` and ``pair``."""
     return _collect(root, "connect_profile.csv")
+
+
+def profile_means(profiles: pd.DataFrame, metric: str = "error") -> pd.DataFrame:
+    """``metric`` along every path with hard spikes, mean over pairs with its 95 % t-interval:
+    one row per kind x aligned x path x bn x t (the study's connectivity figure)."""
+    keys = ["kind", "aligned", "path", "bn", "t"]
+    rows = []
+    for key, part in profiles[profiles.spikes == "hard"].groupby(keys, sort=False):
+        low, high = t_interval(part[metric].tolist(), 0.95)
+        row = {"n": len(part), "mean": part[metric].mean(), "ci_low": low, "ci_high": high}
+        rows.append({**dict(zip(keys, key)), **row})
+    return pd.DataFrame(rows)
 
 
 def barrier_table(barriers: pd.DataFrame) -> pd.DataFrame:
@@ -370,8 +383,8 @@ def connectivity_markdown(root: Path, figures: Path) -> str:
             ]
         profiles = collect_profiles(root)
         if not profiles.empty:
-            figure, data = study_profiles_figure(profiles)
-            save_figure(figure, figures / "study_connectivity")
+            data = profile_means(profiles)
+            save_figure(study_profiles_figure(data), figures / "study_connectivity")
             save_table(data, figures / "study_connectivity.csv", na_rep="nan")
             lines += ["![error along the paths](study_connectivity.png)", ""]
         view = summary[(summary.bn == "recomputed") & (summary.spikes == "hard")]

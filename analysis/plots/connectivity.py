@@ -5,7 +5,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.evidence.claims import t_interval
 from analysis.plots.style import COLORS, apply_style
 
 __all__ = ["plot_profiles", "study_profiles_figure"]
@@ -49,34 +48,17 @@ def plot_profiles(profile: pd.DataFrame, metric: str = "l_sdt"):
     return figure
 
 
-def study_profiles_figure(profiles: pd.DataFrame, metric: str = "error"):
-    """``metric`` against ``t`` averaged over pairs, with hard spikes: one row per pair kind, one
-    column per alignment, one colour per path, solid with BatchNorm statistics recomputed and
-    dotted interpolated; the band is the 95 % t-interval over pairs.
+def study_profiles_figure(data: pd.DataFrame, metric: str = "error"):
+    """A profile averaged over pairs against ``t``: one row per pair kind, one column per
+    alignment, one colour per path, solid with BatchNorm statistics recomputed and dotted
+    interpolated, the band the interval given.
 
     Args:
-        profiles: Rows of ``analysis.connectivity.PROFILE_COLUMNS`` with ``kind`` and ``pair``.
-        metric: ``l_sdt``, ``l_tet``, ``error`` or ``firing_rate``.
-
-    Returns:
-        ``(figure, data)``: the plotted means and intervals, one row per curve and ``t``.
+        data: One row per ``kind``, ``aligned``, ``path``, ``bn`` and ``t``, with ``n`` pairs,
+            their ``mean`` and ``ci_low``/``ci_high``.
+        metric: The profile's name, for the axis label.
     """
     apply_style()
-    hard = profiles[profiles.spikes == "hard"]
-    keys = ["kind", "aligned", "path", "bn", "t"]
-    rows = []
-    for key, part in hard.groupby(keys, sort=False):
-        low, high = t_interval(part[metric].tolist(), 0.95)
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                "n": len(part),
-                "mean": part[metric].mean(),
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
-    data = pd.DataFrame(rows)
     kinds = list(dict.fromkeys(data.kind))
     aligned = sorted(set(data.aligned))
     figure, axes = plt.subplots(
@@ -100,4 +82,4 @@ def study_profiles_figure(profiles: pd.DataFrame, metric: str = "error"):
             ax.set_ylabel(metric)
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
-    return figure, data
+    return figure
