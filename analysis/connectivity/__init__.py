@@ -1,7 +1,7 @@
 """Between two minima: paths and fitted curves (Garipov et al. 2018), their barriers (Frankle et
 al. 2020) with BatchNorm statistics recomputed, permutation alignment by weight matching
-(Ainsworth et al. 2023), and the surrogate-to-spike gap (the smooth surrogate step in the
-forward pass)."""
+(Ainsworth et al. 2023), every path evaluated with hard spikes and with the smooth surrogate step
+(``training.snn.smooth``)."""
 
 from analysis.connectivity.alignment import (
     CHAIN_MODELS,
@@ -14,7 +14,6 @@ from analysis.connectivity.alignment import (
     weight_matching,
 )
 from analysis.connectivity.curves import CURVES, PATHS, CurveStep, fit_curve, midpoint, path_point
-from analysis.connectivity.gap import SPIKES, SmoothLIF, smooth_model
 from analysis.connectivity.profile import (
     BN_MODES,
     METRICS,
@@ -36,7 +35,6 @@ __all__ = [
     "fit_curve",
     # profiles and barriers
     "BN_MODES",
-    "SPIKES",
     "METRICS",
     "PROFILE_COLUMNS",
     "Barrier",
@@ -53,7 +51,4 @@ __all__ = [
     "random_permutations",
     "weight_matching",
     "Alignment",
-    # the surrogate-to-spike gap
-    "SmoothLIF",
-    "smooth_model",
 ]

@@ -6,7 +6,7 @@ second): with the BatchNorm running statistics interpolated along the path like 
 subset of the training data (``bn = "recomputed"``); without the recomputation a barrier can be
 an artifact of statistics that fit neither end. Each of the two is evaluated with hard spikes
 (``spikes = "hard"``, as trained) and with the surrogate's smooth step in the forward pass
-(``spikes = "smooth"``, :mod:`analysis.connectivity.gap`).
+(``spikes = "smooth"``, :mod:`training.snn.smooth`).
 
 The barrier of a profile is Frankle et al.'s (2020, "Linear mode connectivity and the lottery
 ticket hypothesis"): ``max_t [L(t) - ((1 - t) L(0) + t L(1))]``, the largest excess over the
@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from analysis.connectivity.curves import path_point
-from analysis.connectivity.gap import smooth_model
 from training.data.datasets import TensorLoader
 from training.runs.epoch import evaluate
+from training.snn.smooth import smooth_model
 
 __all__ = [
     "BN_MODES",

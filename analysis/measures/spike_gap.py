@@ -1,6 +1,6 @@
 """The surrogate-to-spike gap of a checkpoint: accuracy and losses with hard spikes (as trained)
 and with the surrogate's smooth step sigma in place of the Heaviside step in the forward pass
-(``analysis.connectivity.gap``), and their differences, smooth minus hard (SAST, Nicholson 2026,
+(``training.snn.smooth``), and their differences, smooth minus hard (SAST, Nicholson 2026,
 reports the surrogate-forward minus hard-spike accuracy). BatchNorm uses the checkpoint's running
 statistics in both.
 """
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from analysis.connectivity.gap import smooth_model
 from analysis.measures.inputs import EvalInput, Evaluation
 from analysis.measures.registry import CheckpointMeasure, MeasureResult, register
 from toolkit.settings import check, option
 from training.data.datasets import TensorLoader
 from training.runs.epoch import evaluate
+from training.snn.smooth import smooth_model
 
 __all__ = ["COLUMNS", "SpikeGapSettings", "spike_gap"]
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.connectivity.gap import smooth_model
 from analysis.measures.inputs import Datasets, PointMetrics, load_input, resolve_dtype, select
 from analysis.surfaces.directions import build_directions
 from analysis.surfaces.plan import METRICS, SurfacePlan, make_grid
@@ -27,6 +26,7 @@ from toolkit.io import resolve_device, to_plain
 from toolkit.progress import Progress
 from training.runs.checkpoint import Checkpoint
 from training.runs.distributed import Distributed
+from training.snn.smooth import smooth_model
 from training.snn.spikes import spike_counter
 
 __all__ = [

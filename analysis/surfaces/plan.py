@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.connectivity.gap import SPIKES
 from analysis.measures.inputs import DataSettings, DataSpec
 from landscape import directions as dirs
 from landscape.store import Grid
@@ -21,6 +20,7 @@ from landscape.surface import BN_MODES
 from toolkit.errors import ConfigError
 from toolkit.settings import check, option
 from training.runs.checkpoint import Checkpoint
+from training.snn.smooth import SPIKES
 
 __all__ = [
     "KINDS",

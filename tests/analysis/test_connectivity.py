@@ -18,7 +18,6 @@ from analysis.connectivity import (
     path_point,
     permute,
     random_permutations,
-    smooth_model,
     spec_of,
     split_state,
     weight_matching,
@@ -27,6 +26,7 @@ from training.data.datasets import TensorLoader
 from training.models import build
 from training.snn.losses import get_loss
 from training.snn.neurons import LIF
+from training.snn.smooth import smooth_model
 
 # A tiny member of every registered model, with its static input shape.
 FAMILIES = {

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from analysis import sharpness, surface
-from analysis.connectivity.gap import smooth_model
 from analysis.measures.inputs import sample_indices
 from landscape.surface_io import load_surface, load_surface_frame
 from tests.conftest import REPO
@@ -23,6 +22,7 @@ from tests.helpers import exit_code, save_mlp
 from training.data.datasets import dataset_for
 from training.runs import checkpoint
 from training.snn.losses import loss_terms
+from training.snn.smooth import smooth_model
 
 FAST = ["--samples", "40", "--batch-size", "16", "--dtype", "float64", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

@@ -128,7 +128,7 @@ def surrogate_step(x: Tensor, name: str = "triangle", alpha: float | None = None
     sigma rises from 0 (x -> -inf) to 1 (x -> +inf); triangle: a piecewise quadratic on
     ``[-alpha, alpha]``, sigmoid: ``sigmoid(alpha x)``, arctan: ``arctan(pi/2 alpha x)/pi + 1/2``.
     Using it in the forward pass in place of the Heaviside step gives the "surrogate-forward"
-    network of the surrogate-to-spike gap (``analysis.connectivity.gap``).
+    network of the surrogate-to-spike gap (``training.snn.smooth``).
 
     Args:
         x: Membrane potential minus threshold, any shape.

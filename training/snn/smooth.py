@@ -1,4 +1,4 @@
-"""The surrogate-to-spike gap: the same weights with the smooth surrogate step in the forward pass.
+"""The surrogate-forward SNN: the same weights with the smooth surrogate step in place of the spike.
 
 A trained SNN fires with the Heaviside step Theta; its gradients came from the surrogate's
 derivative sigma'. Replacing Theta by sigma itself in the forward pass (``surrogate_step``, the
