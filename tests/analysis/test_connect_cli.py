@@ -62,12 +62,13 @@ def test_subprocess_writes_barriers_profiles_and_figure(runs, tmp_path):
     assert start.acc.to_numpy() == pytest.approx(found["acc"], abs=1e-12)
 
 
-def test_a_killed_run_resumes_from_its_parts(runs, tmp_path):
+def _connect_bezier(runs, parts) -> dict:
+    """connect() of the dry-run Bezier fit without alignment (what BEZIER asks of the command),
+    its parts in ``parts``."""
     settings = ConnectSettings(curves=("bezier",), align=False).dry_run()
     data = DataSettings().dry_run()
     a, b = checkpoints.read(runs[0]), checkpoints.read(runs[1])
-    parts = tmp_path / "resumed" / "connect_parts"
-    first = connect(
+    return connect(
         load_input(a, data.spec()),
         b,
         settings,
@@ -76,9 +77,17 @@ def test_a_killed_run_resumes_from_its_parts(runs, tmp_path):
         parts,
         data.spec(),
     )
+
+
+BEZIER = ["--dry-run", "--quiet", "--curves", "bezier", "--no-align"]
+
+
+def test_a_killed_run_resumes_from_its_parts(runs, tmp_path):
+    parts = tmp_path / "resumed" / "connect_parts"
+    first = _connect_bezier(runs, parts)
     assert (parts / "fit_plain_bezier.pt").exists()
     torch.load(parts / "fit_plain_bezier.pt", weights_only=True)  # plain tensors and types
-    argv = [*map(str, runs), "--dry-run", "--quiet", "--curves", "bezier", "--no-align"]
+    argv = [*map(str, runs), *BEZIER]
     assert main([*argv, "--out", str(tmp_path / "resumed")]) == 0
     record = json.loads((tmp_path / "resumed" / "connect.json").read_text())
     assert record["fits"][0]["epochs_resumed"] == 1
@@ -128,20 +137,8 @@ def test_spike_gap_command_and_measure(runs, tmp_path, capsys):
 
 
 def test_parts_of_a_killed_run_with_other_settings_are_refused(runs, tmp_path, capsys):
-    settings = ConnectSettings(curves=("bezier",), align=False).dry_run()
-    data = DataSettings().dry_run()
-    a, b = checkpoints.read(runs[0]), checkpoints.read(runs[1])
-    parts = tmp_path / "connect_parts"
-    connect(
-        load_input(a, data.spec()),
-        b,
-        settings,
-        Evaluation(quiet=True),
-        Datasets(),
-        parts,
-        data.spec(),
-    )
-    argv = [*map(str, runs), "--dry-run", "--quiet", "--curves", "bezier", "--no-align"]
+    _connect_bezier(runs, tmp_path / "connect_parts")
+    argv = [*map(str, runs), *BEZIER]
     code = exit_code(main, [*argv, "--seed", "1", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "--overwrite" in err[-1] and len(err) == 1
