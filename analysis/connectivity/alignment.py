@@ -65,15 +65,6 @@ class PermutationSpec:
     axes: dict[str, list[tuple[str, int, int]]]
     matched: frozenset[str]
 
-    def axes_of(self, name: str) -> list[tuple[str, int, int]]:
-        """``[(permutation, axis, block)]`` of one tensor."""
-        return [
-            (p, axis, block)
-            for p, entries in self.axes.items()
-            for n, axis, block in entries
-            if n == name
-        ]
-
 
 def spec_of(model: nn.Module, model_name: str) -> PermutationSpec:
     """The permutation spec of a registered model: one permutation per hidden layer's units,
